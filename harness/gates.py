@@ -1,0 +1,153 @@
+"""Promotion criteria -> verdict.
+
+Criteria live in one reviewed TOML file (default `evals/criteria.toml`), one array of tables per
+suite. A gate that cannot decide fails closed: a suite without criteria, or a criterion whose
+metric no case produced, fails.
+"""
+
+from __future__ import annotations
+
+import operator
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.results import AGGREGATES, ResultTable
+
+OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+class CriteriaError(ValueError):
+    """The criteria file is malformed."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    metric: str
+    aggregate: str
+    op: str
+    threshold: float
+    why: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}/{self.aggregate}"
+
+    def describe(self) -> str:
+        return f"{self.name} {self.op} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    criterion: Criterion
+    value: float | None
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    suite: str
+    results: tuple[CriterionResult, ...]
+    critical_failures: tuple[str, ...] = ()  # ids of critical cases that failed
+    problems: tuple[str, ...] = ()  # why the gate could not decide (it then fails)
+    n_cases: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return (not self.problems and not self.critical_failures
+                and all(r.passed for r in self.results))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "passed": self.passed,
+            "n_cases": self.n_cases,
+            "criteria": [
+                {**asdict(r.criterion), "value": r.value, "passed": r.passed, "note": r.note}
+                for r in self.results
+            ],
+            "critical_failures": list(self.critical_failures),
+            "problems": list(self.problems),
+        }
+
+    def report(self) -> str:
+        """A fixed-width table: metric, value, threshold, pass/fail."""
+        lines = [f"promotion gate '{self.suite}': {'PASSED' if self.passed else 'FAILED'}"
+                 f" ({self.n_cases} cases)"]
+        rows = [("criterion", "value", "threshold", "result")]
+        for r in self.results:
+            value = "n/a" if r.value is None else f"{r.value:.4g}"
+            rows.append((r.criterion.name, value, f"{r.criterion.op} {r.criterion.threshold:g}",
+                         ("pass" if r.passed else "FAIL") + (f" ({r.note})" if r.note else "")))
+        rows.append(("critical cases failed", str(len(self.critical_failures)), "== 0",
+                     "pass" if not self.critical_failures else "FAIL"))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+        if self.critical_failures:
+            lines.append("  critical cases failed: " + ", ".join(self.critical_failures))
+        for problem in self.problems:
+            lines.append(f"  cannot decide: {problem}")
+        return "\n".join(lines)
+
+
+def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
+    """suite name -> criteria. Every malformed entry is reported with its suite and index."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise CriteriaError(f"criteria file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CriteriaError(f"{path}: {exc}") from None
+    out: dict[str, list[Criterion]] = {}
+    problems = []
+    for suite, entries in data.items():
+        if not isinstance(entries, list):
+            problems.append(f"{path}: [{suite}] must be an array of tables ([[{suite}]])")
+            continue
+        out[suite] = []
+        for i, entry in enumerate(entries):
+            where = f"{path}: [[{suite}]] #{i + 1}"
+            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why"}
+            missing = {"metric", "aggregate", "op", "threshold"} - set(entry)
+            if unknown or missing:
+                problems.append(f"{where}: " + "; ".join(
+                    ([f"missing {sorted(missing)}"] if missing else [])
+                    + ([f"unknown {sorted(unknown)}"] if unknown else [])))
+                continue
+            if entry["aggregate"] not in AGGREGATES:
+                problems.append(f"{where}: aggregate {entry['aggregate']!r} not in {sorted(AGGREGATES)}")
+                continue
+            if entry["op"] not in OPS:
+                problems.append(f"{where}: op {entry['op']!r} not in {sorted(OPS)}")
+                continue
+            threshold = entry["threshold"]
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                problems.append(f"{where}: threshold must be a number")
+                continue
+            out[suite].append(Criterion(str(entry["metric"]), entry["aggregate"], entry["op"],
+                                        float(threshold), str(entry.get("why", ""))))
+    if problems:
+        raise CriteriaError("invalid criteria:\n  " + "\n  ".join(problems))
+    return out
+
+
+def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None) -> Verdict:
+    problems = []
+    if not criteria:
+        problems.append(f"no promotion criteria declared for suite '{suite}'")
+    if len(table) == 0:
+        problems.append("no cases were evaluated")
+    results = []
+    for criterion in criteria or []:
+        value = table.aggregate(criterion.metric, criterion.aggregate)
+        if value is None:
+            results.append(CriterionResult(criterion, None, False, "no case produced this metric"))
+        else:
+            results.append(CriterionResult(criterion, value, bool(OPS[criterion.op](value, criterion.threshold))))
+    critical = tuple(row.case.id for row in table.critical_failures())
+    return Verdict(suite, tuple(results), critical, tuple(problems), len(table))

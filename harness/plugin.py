@@ -1,0 +1,319 @@
+"""The pytest plugin: options, the `eval_suite` marker, fixtures, per-case items, the gate item
+and the terminal summary.
+
+An eval suite is an ordinary test module:
+
+    pytestmark = pytest.mark.eval_suite("quality", dataset="datasets/quality/cases.jsonl")
+
+    def test_case(eval_case):      # one item per dataset case
+        eval_case.check()
+
+    def test_gate(eval_suite):     # the suite's promotion gate
+        eval_suite.check()
+
+The whole suite is queried concurrently once, on first use; items only read the results.
+A failed case fails the build only when it is marked critical (otherwise it is reported as
+xfail with its reason), so the exit status is exactly: any criterion failed, or any critical
+case failed, or the harness could not run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from harness.config import ConfigError, HarnessConfig, load_config, settings
+from harness.datasets import Case, Dataset, DatasetError, load
+from harness.gates import CriteriaError, Verdict, evaluate, load_criteria
+from harness.results import CaseResult, ResultTable
+from harness.scorers.quality import score_case
+from harness.targets.base import Response
+from harness.scorers.base import Score
+
+_STATE = pytest.StashKey["HarnessSession"]()
+MARKER = "eval_suite"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "LLM evaluation harness")
+    for name, meta in settings():
+        if meta["option"]:
+            group.addoption(meta["option"], dest=f"harness_{name}", default=None,
+                            help=meta["doc"] or name.replace("_", " "))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}(name, dataset, scorer=None): an evaluation suite over a dataset file")
+    config.addinivalue_line("markers", "local_model: needs the real embedded local model")
+    options = {name: config.getoption(f"harness_{name}", None) for name, meta in settings()
+               if meta["option"]}
+    try:
+        harness_config = load_config(config.rootpath, options=options)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"harness configuration: {exc}") from None
+    config.stash[_STATE] = HarnessSession(harness_config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None:
+        state.close()
+
+
+# --- what the items see --------------------------------------------------------------------------
+
+@dataclass
+class EvalCase:
+    """One case's outcome, as a test item sees it."""
+
+    result: CaseResult
+
+    @property
+    def case(self) -> Case:
+        return self.result.case
+
+    @property
+    def response(self) -> Response:
+        return self.result.response
+
+    @property
+    def scores(self) -> dict[str, Score]:
+        return self.result.scores
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed
+
+    def explain(self) -> str:
+        answer = self.response.text if self.response.ok else f"<no answer: {self.response.error}>"
+        return (f"case {self.case.id} ({self.case.source}) failed: "
+                + "; ".join(self.result.failures())
+                + f"\n  prompt: {self.case.prompt!r}\n  answer: {answer!r}"
+                + (f"\n  expected: {self.case.expected!r}" if self.case.expected else ""))
+
+    def check(self) -> None:
+        """Pass, fail (critical case) or xfail with the reason (other cases)."""
+        if self.passed:
+            return
+        if self.case.critical:
+            pytest.fail("CRITICAL " + self.explain(), pytrace=False)
+        pytest.xfail(self.explain())
+
+
+@dataclass
+class SuiteRun:
+    name: str
+    dataset: Dataset
+    table: ResultTable
+    verdict: Verdict
+    run_id: str | None = None
+    tracking_error: str | None = None
+    duration_s: float = 0.0
+    subset_of: int | None = None  # size of the full dataset when a subset ran
+    by_id: dict[str, CaseResult] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """The promotion gate: fail with the criteria table unless everything passed."""
+        message = []
+        if not self.verdict.passed:
+            message.append(self.verdict.report())
+        if self.tracking_error:
+            message.append(f"results were not recorded: {self.tracking_error}")
+        if message:
+            pytest.fail("\n".join(message), pytrace=False)
+
+
+# --- session state ---------------------------------------------------------------------------------
+
+class HarnessSession:
+    """Per pytest session: config, datasets, the embedded server, and each suite's run."""
+
+    def __init__(self, config: HarnessConfig):
+        self.config = config
+        self._datasets: dict[Path, Dataset] = {}
+        self._runs: dict[str, SuiteRun | BaseException] = {}
+        self._criteria: dict[str, list] | None = None
+        self._server = None
+        self._reporter = None
+        self.order: list[str] = []
+
+    def dataset(self, path: str) -> tuple[Dataset, int]:
+        """The selected cases of a dataset, and the size of the full dataset."""
+        full_path = self.config.path(path).resolve()
+        if full_path not in self._datasets:
+            self._datasets[full_path] = load(full_path)
+        full = self._datasets[full_path]
+        return full.select(self.config.tags, self.config.limit), len(full)
+
+    def criteria(self) -> dict[str, list]:
+        if self._criteria is None:
+            self._criteria = load_criteria(self.config.path(self.config.criteria_file))
+        return self._criteria
+
+    def _target(self):
+        from harness.targets import build_target
+
+        if self.config.resolved_target() != "local":
+            return build_target(self.config)
+        if self._server is None:
+            from harness.targets.local_server import LocalModelServer
+
+            path = Path(self.config.local_model_path) if self.config.local_model_path else None
+            self._say("starting the embedded local model server ...")
+            self._server = LocalModelServer(path, startup_timeout=self.config.local_startup_timeout).start()
+            self._say(f"local model {self._server.alias} ready on {self._server.base_url}")
+        return build_target(self.config, local_base_url=self._server.base_url,
+                            local_model=self._server.alias)
+
+    def _say(self, line: str) -> None:
+        if self._reporter is not None:
+            self._reporter.write_line(f"[harness] {line}")
+
+    def suite_run(self, name: str, dataset_path: str,
+                  scorer: Callable[[Case, Response], list[Score]] | None = None) -> SuiteRun:
+        cached = self._runs.get(name)
+        if isinstance(cached, BaseException):
+            raise cached
+        if cached is not None:
+            return cached
+        try:
+            run = self._run_suite(name, dataset_path, scorer or score_case)
+        except (ConfigError, DatasetError, CriteriaError) as exc:
+            self._runs[name] = exc
+            raise
+        except Exception as exc:  # e.g. the local server failed to start: same error for each item
+            self._runs[name] = exc
+            raise
+        self._runs[name] = run
+        self.order.append(name)
+        return run
+
+    def _run_suite(self, name: str, dataset_path: str, scorer) -> SuiteRun:
+        from harness import engine, tracking
+
+        dataset, full_size = self.dataset(dataset_path)
+        criteria = self.criteria().get(name)
+        target = self._target()
+        info = target.describe()
+        if self.config.traces:
+            tracking.enable_traces()
+        self._say(f"suite '{name}': querying {len(dataset)} cases of {dataset.path.name} "
+                  f"({info['target']} / {info['model']}, concurrency {self.config.concurrency}) ...")
+        started = time.perf_counter()
+        responses = engine.run(dataset.cases, target, concurrency=self.config.concurrency,
+                               policy=engine.RetryPolicy(max_retries=self.config.max_retries))
+        table = ResultTable.build(dataset.cases, responses, scorer)
+        verdict = evaluate(name, table, criteria)
+        duration = time.perf_counter() - started
+        run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
+                       subset_of=full_size if len(dataset) != full_size else None,
+                       by_id={row.case.id: row for row in table.rows})
+        settings_to_log = {k: v for k, v in self.config.public_params().items()
+                           if k != "tracking_uri"}  # a URI may carry credentials
+        try:
+            run.run_id = tracking.log_suite_run(
+                suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
+                settings=settings_to_log, tracking_uri=self.config.effective_tracking_uri(),
+                experiment=self.config.experiment, root=self.config.root)
+        except tracking.TrackingError as exc:
+            run.tracking_error = str(exc)
+        self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
+                  f"gate {'PASSED' if verdict.passed else 'FAILED'} ({duration:.1f}s)")
+        return run
+
+    def runs(self) -> list[SuiteRun]:
+        return [self._runs[n] for n in self.order]  # type: ignore[misc]
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def _suite_marker(node: Any) -> tuple[str, str, Any]:
+    marker = node.get_closest_marker(MARKER)
+    if marker is None:
+        raise pytest.UsageError(
+            f"{node.nodeid}: uses eval fixtures but has no @pytest.mark.{MARKER}(name, dataset=...)")
+    name = marker.args[0] if marker.args else marker.kwargs.get("name")
+    dataset = marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("dataset")
+    if not name or not dataset:
+        raise pytest.UsageError(f"{node.nodeid}: {MARKER} needs a name and a dataset")
+    return name, dataset, marker.kwargs.get("scorer")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "eval_case" not in metafunc.fixturenames:
+        return
+    _, dataset_path, _ = _suite_marker(metafunc.definition)
+    state: HarnessSession = metafunc.config.stash[_STATE]
+    dataset, _ = state.dataset(dataset_path)  # DatasetError -> a collection error naming file:line
+    metafunc.parametrize("eval_case", [c.id for c in dataset.cases],
+                         ids=[c.id for c in dataset.cases], indirect=True)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is not None:
+        state._reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+
+@pytest.fixture
+def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
+    """The resolved harness configuration."""
+    return request.config.stash[_STATE].config
+
+
+@pytest.fixture
+def eval_suite(request: pytest.FixtureRequest) -> SuiteRun:
+    """The suite run of the test's module (queried and scored on first use)."""
+    name, dataset, scorer = _suite_marker(request.node)
+    return request.config.stash[_STATE].suite_run(name, dataset, scorer)
+
+
+@pytest.fixture
+def eval_case(request: pytest.FixtureRequest, eval_suite: SuiteRun,
+              record_property: Callable[[str, object], None]) -> EvalCase:
+    """One case's outcome; its answer and scores also go to the JUnit XML as properties."""
+    outcome = EvalCase(eval_suite.by_id[request.param])
+    record_property("answer", outcome.response.text if outcome.response.ok else "")
+    if outcome.response.error:
+        record_property("error", outcome.response.error)
+    for score in outcome.scores.values():
+        record_property(f"score.{score.name}", round(score.value, 6))
+    record_property("passed", outcome.passed)
+    return outcome
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    state: HarnessSession | None = config.stash.get(_STATE, None)
+    if state is None or not state.order:
+        return
+    tr = terminalreporter
+    tr.section("harness: promotion gates")
+    for run in state.runs():
+        failed = [row for row in run.table.rows if not row.passed]
+        if failed:
+            tr.write_line(f"suite '{run.name}': {len(failed)} of {len(run.table)} cases failed")
+            for row in failed:
+                answer = row.response.text if row.response.ok else "<no answer>"
+                answer = " ".join(answer.split())
+                answer = answer if len(answer) <= 70 else answer[:69] + "…"
+                mark = "CRITICAL " if row.case.critical else ""
+                tr.write_line(f"  {mark}{row.case.id}: {'; '.join(row.failures())} | answer: {answer!r}")
+        tr.write_line(run.verdict.report(), red=not run.verdict.passed, green=run.verdict.passed)
+        if run.subset_of is not None:
+            tr.write_line(f"  note: a subset ran ({len(run.dataset)} of {run.subset_of} cases): "
+                          "criteria are calibrated for the full dataset", yellow=True)
+        if run.run_id:
+            tr.write_line(f"  MLflow run {run.run_id} in experiment '{state.config.experiment}'")
+        if run.tracking_error:
+            tr.write_line(f"  NOT RECORDED: {run.tracking_error}", red=True)
+    uri = state.config.effective_tracking_uri()
+    if uri.startswith("sqlite:"):
+        tr.write_line(f"compare runs: mlflow ui --backend-store-uri {uri}")

@@ -1,0 +1,122 @@
+"""The result table of one suite run, and its aggregates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy
+
+from harness.datasets import Case
+from harness.scorers.base import Score
+from harness.targets.base import Response
+
+# Synthetic per-case metrics every table has, whatever the scorers.
+CASE_PASS = "case_pass"  # 1 when the case has an answer and every check passed
+ERROR = "error"  # 1 when the endpoint gave no usable answer
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: Case
+    response: Response
+    scores: dict[str, Score]
+
+    @property
+    def passed(self) -> bool:
+        return self.response.ok and all(s.passed is not False for s in self.scores.values())
+
+    def failures(self) -> list[str]:
+        """Human-readable reasons, one per failed check (or the error)."""
+        if not self.response.ok:
+            return [f"error after {self.response.attempts} attempt(s): {self.response.error}"]
+        return [f"{s.name}: {s.rationale}" for s in self.scores.values() if s.passed is False]
+
+
+def _merge(scores: Iterable[Score]) -> dict[str, Score]:
+    """One score per name: a case may carry two checks of one type (two regexes): all must pass."""
+    merged: dict[str, Score] = {}
+    for s in scores:
+        prev = merged.get(s.name)
+        if prev is None:
+            merged[s.name] = s
+        else:
+            passed = None if prev.passed is None and s.passed is None else (
+                prev.passed is not False and s.passed is not False)
+            rationale = "; ".join(r for r in (prev.rationale, s.rationale) if r)
+            merged[s.name] = Score(s.name, min(prev.value, s.value), passed, rationale)
+    return merged
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    return float(numpy.percentile(values, q)) if len(values) else math.nan
+
+
+AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
+    "mean": lambda v: sum(v) / len(v),
+    "rate": lambda v: sum(1 for x in v if x) / len(v),  # share of cases where the metric is 1
+    "count": lambda v: float(sum(1 for x in v if x)),  # number of cases where the metric is 1
+    "min": min,
+    "max": max,
+    "p50": lambda v: percentile(v, 50),
+    "p90": lambda v: percentile(v, 90),
+    "p95": lambda v: percentile(v, 95),
+    "p99": lambda v: percentile(v, 99),
+}
+
+
+class ResultTable:
+    def __init__(self, rows: Sequence[CaseResult]):
+        self.rows = list(rows)
+
+    @classmethod
+    def build(cls, cases: Sequence[Case], responses: Sequence[Response],
+              scorer: Callable[[Case, Response], list[Score]]) -> "ResultTable":
+        if len(cases) != len(responses):
+            raise ValueError(f"{len(cases)} cases but {len(responses)} responses")
+        return cls([CaseResult(c, r, _merge(scorer(c, r))) for c, r in zip(cases, responses)])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def metric_names(self) -> list[str]:
+        names = {name for row in self.rows for name in row.scores}
+        return [CASE_PASS, ERROR] + sorted(names)
+
+    def is_pass_fail(self, metric: str) -> bool:
+        if metric in (CASE_PASS, ERROR):
+            return True
+        return any(row.scores[metric].passed is not None
+                   for row in self.rows if metric in row.scores)
+
+    def values(self, metric: str) -> list[float]:
+        """Per-case values of a metric, over the cases that have it."""
+        if metric == CASE_PASS:
+            return [float(row.passed) for row in self.rows]
+        if metric == ERROR:
+            return [float(not row.response.ok) for row in self.rows]
+        return [row.scores[metric].value for row in self.rows if metric in row.scores]
+
+    def aggregate(self, metric: str, how: str) -> float | None:
+        """None when no case has the metric: the gate must not guess (it fails closed)."""
+        if how not in AGGREGATES:
+            raise ValueError(f"unknown aggregate {how!r}; known: {sorted(AGGREGATES)}")
+        values = self.values(metric)
+        return AGGREGATES[how](values) if values else None
+
+    def summary(self) -> dict[str, float]:
+        """The metrics logged for every run, under names stable across runs."""
+        out: dict[str, float] = {"n_cases": float(len(self.rows))}
+        for metric in self.metric_names():
+            values = self.values(metric)
+            if not values:
+                continue
+            hows = ("rate", "count") if self.is_pass_fail(metric) else ("mean", "p50", "p95", "max")
+            for how in hows:
+                out[f"{metric}/{how}"] = AGGREGATES[how](values)
+        return out
+
+    def critical_failures(self) -> list[CaseResult]:
+        return [row for row in self.rows if row.case.critical and not row.passed]

@@ -1,0 +1,172 @@
+"""Quality scorers: pure functions of (case, response) -> Score.
+
+Pass/fail checks are declared per case in the dataset (`checks`); measurements against the
+reference (token F1, ROUGE-L) and of the call (latency, tokens) apply to every case that has
+what they need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from functools import lru_cache
+from typing import Any, Callable, Mapping
+
+from harness.datasets import Case
+from harness.scorers.base import Score
+from harness.targets.base import Response
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+_FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S")
+
+
+def normalize(text: str) -> str:
+    """SQuAD-style normalization: lowercase, no punctuation, no articles, single spaces."""
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- pass/fail checks -------------------------------------------------------------------------
+
+def exact_match(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    ok = expected is not None and normalize(answer) == normalize(expected)
+    return Score("exact_match", float(ok), ok, "" if ok else f"expected {expected!r}")
+
+
+def _needles(check: Mapping[str, Any]) -> list[str]:
+    return [check["value"]] if "value" in check else list(check["any_of"])
+
+
+def contains(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    needles = _needles(check)
+    found = [n for n in needles if n.lower() in answer.lower()]
+    ok = bool(found)
+    return Score("contains", float(ok), ok, "" if ok else f"none of {needles!r} in answer")
+
+
+def not_contains(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    found = [n for n in _needles(check) if n.lower() in answer.lower()]
+    ok = not found
+    return Score("not_contains", float(ok), ok, "" if ok else f"forbidden {found!r} in answer")
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def regex(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    ok = _compiled(check["pattern"]).search(answer) is not None
+    return Score("regex", float(ok), ok, "" if ok else f"no match for /{check['pattern']}/")
+
+
+def parse_json_answer(answer: str) -> Any:
+    """Parse an answer as JSON, accepting one surrounding ```json fence (models add it)."""
+    fenced = _FENCE.match(answer)
+    return json.loads(fenced.group(1) if fenced else answer)
+
+
+def json_check(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    try:
+        document = parse_json_answer(answer)
+    except ValueError as exc:
+        return Score("json", 0.0, False, f"not valid JSON: {exc}")
+    schema = check.get("schema")
+    if schema is not None:
+        import jsonschema  # lazy: only datasets with schemas pay for the import
+
+        error = jsonschema.exceptions.best_match(
+            jsonschema.validators.validator_for(schema)(schema).iter_errors(document)
+        )
+        if error is not None:
+            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            return Score("json", 0.0, False, f"schema violation at {path}: {error.message}")
+    return Score("json", 1.0, True)
+
+
+def length_check(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    words, chars = len(answer.split()), len(answer.strip())
+    problems = []
+    if "min_words" in check and words < check["min_words"]:
+        problems.append(f"{words} words < {check['min_words']}")
+    if "max_words" in check and words > check["max_words"]:
+        problems.append(f"{words} words > {check['max_words']}")
+    if "min_chars" in check and chars < check["min_chars"]:
+        problems.append(f"{chars} chars < {check['min_chars']}")
+    if "max_chars" in check and chars > check["max_chars"]:
+        problems.append(f"{chars} chars > {check['max_chars']}")
+    ok = not problems
+    return Score("length", float(ok), ok, "; ".join(problems))
+
+
+def list_items(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
+    count = sum(1 for line in answer.splitlines() if _LIST_LINE.match(line))
+    ok = count == check["count"]
+    return Score("list_items", float(ok), ok, "" if ok else f"{count} list items, expected {check['count']}")
+
+
+CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
+    "exact_match": exact_match,
+    "contains": contains,
+    "not_contains": not_contains,
+    "regex": regex,
+    "json": json_check,
+    "length": length_check,
+    "list_items": list_items,
+}
+
+
+# --- measurements against the reference -------------------------------------------------------
+
+def token_f1(answer: str, reference: str) -> float:
+    """SQuAD token F1 between normalized answer and reference."""
+    pred, gold = normalize(answer).split(), normalize(reference).split()
+    if not pred or not gold:
+        return float(pred == gold)
+    common = sum((Counter(pred) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+@lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(answer: str, reference: str) -> float:
+    """ROUGE-L F-measure (rouge-score package, Porter stemming)."""
+    return _rouge_scorer().score(reference, answer)["rougeL"].fmeasure
+
+
+# --- per case ---------------------------------------------------------------------------------
+
+def score_case(case: Case, response: Response) -> list[Score]:
+    """All quality scores of one response. A response with an error fails every check of its
+    case (an error is never a silent pass) and has no reference measurements."""
+    scores: list[Score] = []
+    if not response.ok:
+        reason = f"no answer: {response.error}"
+        scores.extend(Score(c["type"], 0.0, False, reason) for c in case.checks)
+    else:
+        scores.extend(CHECKS[c["type"]](response.text, c, case.expected) for c in case.checks)
+        if case.expected is not None:
+            scores.append(Score("token_f1", token_f1(response.text, case.expected)))
+            scores.append(Score("rouge_l", rouge_l(response.text, case.expected)))
+        if response.total_tokens is not None:
+            scores.append(Score("total_tokens", float(response.total_tokens)))
+    scores.append(Score("latency_s", response.latency_s))
+    return scores

@@ -1,0 +1,55 @@
+"""How a model is asked. `build_target` turns the config into a Target."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from harness.config import ConfigError, HarnessConfig
+from harness.targets.base import Response, Target, TargetError
+
+if TYPE_CHECKING:
+    from harness.targets.openai_compatible import OpenAICompatibleTarget
+
+__all__ = ["Response", "Target", "TargetError", "build_target"]
+
+# The local llama.cpp server ignores the key, but the openai client insists on one.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
+                 local_model: str | None = None) -> "OpenAICompatibleTarget":
+    """The configured target. For kind "local", `local_base_url`/`local_model` come from the
+    running embedded server (the plugin owns its lifetime)."""
+    import openai  # lazy: importing openai costs ~1 s, collection should not pay it
+
+    from harness.targets.openai_compatible import OpenAICompatibleTarget
+
+    kind = config.resolved_target()
+    common = dict(timeout=config.request_timeout, max_retries=0)
+    try:
+        if kind == "azure":
+            client = openai.AsyncAzureOpenAI(
+                azure_endpoint=config.azure_endpoint, azure_deployment=config.azure_deployment,
+                api_version=config.api_version, api_key=config.azure_api_key, **common)
+            model = config.model or config.azure_deployment
+            endpoint = f"{config.azure_endpoint} (deployment {config.azure_deployment}, api {config.api_version})"
+        elif kind == "openai":
+            client = openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key or _PLACEHOLDER_KEY,
+                                        **common)
+            if not config.model:
+                raise ConfigError("the openai target needs a model name: HARNESS_MODEL or --harness-model")
+            model = config.model
+            endpoint = str(client.base_url)
+        elif kind == "local":
+            if local_base_url is None:
+                raise ConfigError("the local target needs the embedded server's base_url")
+            client = openai.AsyncOpenAI(base_url=local_base_url, api_key=_PLACEHOLDER_KEY, **common)
+            model = config.model or local_model or "local"
+            endpoint = "embedded llama.cpp server (127.0.0.1)"
+        else:
+            raise ConfigError(f"unknown target kind {kind!r}")
+    except openai.OpenAIError as exc:  # e.g. Azure without key or token
+        raise ConfigError(f"cannot build the {kind} client: {exc}") from None
+    return OpenAICompatibleTarget(
+        client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,
+        seed=config.seed, system_prompt=config.system_prompt, endpoint=endpoint)

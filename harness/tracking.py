@@ -1,0 +1,142 @@
+"""Everything MLflow. The only module that imports mlflow, and only lazily, so collecting tests
+stays fast and a broken MLflow install cannot break dataset loading or scoring."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness import __version__
+from harness.datasets import Dataset
+from harness.gates import Verdict
+from harness.results import ResultTable
+
+RESULTS_ARTIFACT = "eval_results.json"
+VERDICT_ARTIFACT = "verdict.json"
+_MAX_PARAM_LEN = 500  # MLflow rejects longer param values on some stores
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not record the run."""
+
+
+def quiet_mlflow_environment() -> None:
+    """Telemetry writes outside the project and the model-catalogue fetch stalls offline."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
+
+
+def git_commit(root: Path) -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def enable_traces() -> None:
+    """Trace each OpenAI client call as an MLflow trace."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    mlflow.openai.autolog(silent=True)
+
+
+def _table_frame(table: ResultTable):
+    import pandas as pd
+
+    score_names = sorted({name for row in table.rows for name in row.scores})
+    records = []
+    for row in table.rows:
+        record: dict[str, Any] = {
+            "case_id": row.case.id,
+            "input": row.case.prompt,
+            "expected": row.case.expected,
+            "response": row.response.text,
+            "passed": row.passed,
+            "critical": row.case.critical,
+            "failures": "; ".join(row.failures()),
+            "error": row.response.error,
+            "attempts": row.response.attempts,
+            "finish_reason": row.response.finish_reason,
+            "tags": ",".join(row.case.tags),
+            "source": row.case.source,
+        }
+        for name in score_names:
+            score = row.scores.get(name)
+            record[name] = None if score is None else score.value
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _dataset_frame(dataset: Dataset):
+    import pandas as pd
+
+    return pd.DataFrame.from_records([{
+        "id": c.id,
+        "messages": json.dumps([dict(m) for m in c.messages], ensure_ascii=False),
+        "expected": c.expected,
+        "checks": json.dumps([dict(k) for k in c.checks], ensure_ascii=False),
+        "tags": ",".join(c.tags),
+        "critical": c.critical,
+    } for c in dataset.cases])
+
+
+def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: Dataset,
+                  target_info: Mapping[str, Any], settings: Mapping[str, Any], tracking_uri: str,
+                  experiment: str, root: Path) -> str:
+    """Record one suite run; returns the run id. Raises TrackingError if MLflow fails."""
+    quiet_mlflow_environment()
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        experiment_id = mlflow.set_experiment(experiment).experiment_id
+        client = mlflow.MlflowClient()
+        model = str(target_info.get("model", ""))
+        run = client.create_run(experiment_id, run_name=f"{suite} · {model}")
+        run_id = run.info.run_id
+        params = {
+            **{k: v for k, v in target_info.items()},
+            "suite": suite,
+            "dataset": dataset.name,
+            "dataset_path": str(dataset.path),
+            "dataset_digest": dataset.digest,
+            "n_cases": len(dataset),
+            "git_commit": git_commit(root),
+            "harness_version": __version__,
+            **{f"config.{k}": v for k, v in settings.items() if k not in target_info},
+        }
+        now = int(time.time() * 1000)
+        status = "passed" if verdict.passed else "failed"
+        tags = {
+            "harness.suite": suite,
+            "harness.verdict": status,
+            "harness.dataset_digest": dataset.digest,
+            "mlflow.note.content": f"```\n{verdict.report()}\n```",
+        }
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in table.summary().items()]
+            + [Metric("gate/passed", float(verdict.passed), now, 0)],
+            params=[Param(k, "" if v is None else str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_table(_table_frame(table), artifact_file=RESULTS_ARTIFACT)
+            mlflow.log_dict(verdict.to_dict(), VERDICT_ARTIFACT)
+            source = mlflow.data.from_pandas(_dataset_frame(dataset), source=str(dataset.path),
+                                             name=dataset.name, digest=dataset.digest)
+            mlflow.log_input(source, context="evaluation")
+        return run_id
+    except Exception as exc:
+        raise TrackingError(f"MLflow at {tracking_uri} could not record suite '{suite}': "
+                            f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,106 @@
+"""End to end through pytest: a suite against the stub server passes on good answers, fails the
+build on bad ones with a readable table, and reports each case in the terminal and JUnit XML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from conftest import BAD_ANSWERS, GOOD_ANSWERS
+from stub_server import Fault, answer_table
+
+
+def test_gate_passes_on_good_answers(stub, eval_project):
+    server = stub(answer_table(GOOD_ANSWERS))
+    result = eval_project(server.base_url)
+    result.assert_outcomes(passed=6)  # 5 cases + the gate
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert "promotion gate 'mini': PASSED" in out
+    assert "FAILED" not in out
+    assert len(server.requests) == 5  # one call per case, not per item
+
+
+def test_gate_fails_on_bad_answers_with_readable_table(stub, eval_project, pytester):
+    server = stub(answer_table(BAD_ANSWERS))
+    result = eval_project(server.base_url, "--junitxml=report.xml")
+    assert result.ret == 1
+    # four non-critical cases fail (reported as xfail with the reason), the critical one passes,
+    # and the gate fails: the build fails because of the criterion, and only because of it
+    result.assert_outcomes(passed=1, xfailed=4, failed=1)
+    out = result.stdout.str()
+    assert "promotion gate 'mini': FAILED" in out
+    result.stdout.fnmatch_lines([
+        "*criterion*value*threshold*result*",
+        "*case_pass/rate*0.2*>= 0.8*FAIL*",
+        "*error/rate*0*<= 0*pass*",
+    ])
+    # per case: which case failed, on which scorer, with the model's answer
+    result.stdout.fnmatch_lines(["*add: regex: no match for*answer: '7 + 5 = 13'*"])
+    result.stdout.fnmatch_lines(["*one-word: exact_match*length: 4 words > 1*"])
+
+    suite = ET.parse(pytester.path / "report.xml").getroot().find("testsuite")
+    cases = {tc.get("name"): tc for tc in suite.iter("testcase")}
+    add = cases["test_case[add]"]
+    assert "no match" in add.find("skipped").get("message")
+    props = {p.get("name"): p.get("value") for p in add.iter("property")}
+    assert props["answer"] == "7 + 5 = 13"
+    assert props["score.regex"] == "0.0"
+    assert cases["test_gate"].find("failure") is not None
+    assert cases["test_case[capital]"].find("failure") is None
+
+
+def test_failed_critical_case_fails_the_build_even_when_criteria_pass(stub, eval_project, pytester):
+    answers = dict(GOOD_ANSWERS, **{"capital of France": "Lyon"})
+    server = stub(answer_table(answers))
+    # relax the rate so only the critical case can fail the build
+    (pytester.path / "criteria.toml").write_text(
+        '[[mini]]\nmetric = "case_pass"\naggregate = "rate"\nop = ">="\nthreshold = 0.5\n')
+    result = eval_project(server.base_url)
+    assert result.ret == 1
+    result.assert_outcomes(passed=4, failed=2)  # the critical case item and the gate
+    result.stdout.fnmatch_lines(["*CRITICAL case capital*failed: contains: none of ['Paris']*",
+                                 "*critical cases failed*1*== 0*FAIL*"])
+
+
+def test_dead_endpoint_fails_fast_and_never_passes(stub, eval_project):
+    server = stub(lambda messages: Fault(status=503))
+    result = eval_project(server.base_url)
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "HTTP 503" in out
+    result.stdout.fnmatch_lines(["*error/rate*1*<= 0*FAIL*"])
+    # bounded retries: 1 retry configured -> exactly 2 attempts per case
+    assert len(server.requests) == 10
+
+
+def test_suite_without_criteria_fails_closed(stub, eval_project, pytester):
+    (pytester.path / "criteria.toml").write_text("# nothing declared\n")
+    server = stub(answer_table(GOOD_ANSWERS))
+    result = eval_project(server.base_url)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*cannot decide: no promotion criteria declared for suite 'mini'*"])
+
+
+def test_subset_selection_queries_only_selected_cases(stub, eval_project):
+    server = stub(answer_table(GOOD_ANSWERS))
+    result = eval_project(server.base_url, "--harness-limit", "2")
+    result.assert_outcomes(passed=3)
+    assert len(server.requests) == 2
+    result.stdout.fnmatch_lines(["*a subset ran (2 of 5 cases)*"])
+
+
+def test_malformed_dataset_is_a_collection_error_naming_file_and_line(stub, eval_project, pytester):
+    path = pytester.path / "datasets" / "mini.jsonl"
+    path.write_text(path.read_text() + '{"id": "capital", "input": "again"}\n{"input": "x"}\n')
+    result = eval_project("http://127.0.0.1:9/v1")
+    assert result.ret == 2  # pytest: interrupted by collection errors
+    result.stdout.fnmatch_lines([
+        "*mini.jsonl:6: duplicate id 'capital' (first used on line 1)*",
+        "*mini.jsonl:7: missing id*",
+    ])
+
+
+def test_bad_configuration_is_a_usage_error(eval_project):
+    result = eval_project("http://127.0.0.1:9/v1", "--harness-temperature", "warm")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--harness-temperature: invalid value 'warm' for temperature*"])
