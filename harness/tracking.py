@@ -49,6 +49,22 @@ def enable_traces() -> None:
     mlflow.openai.autolog(silent=True)
 
 
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    """The experiment's id, creating it if needed. With a SQLite store the artifacts live next
+    to the database file (not in whatever directory pytest happened to start in)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not db.is_absolute():
+            db = Path.cwd() / db
+        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+        location = (db.parent / "mlruns" / slug).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
 def _table_frame(table: ResultTable):
     import pandas as pd
 
@@ -99,8 +115,8 @@ def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: 
 
     try:
         mlflow.set_tracking_uri(tracking_uri)
-        experiment_id = mlflow.set_experiment(experiment).experiment_id
         client = mlflow.MlflowClient()
+        experiment_id = _experiment_id(client, experiment, tracking_uri)
         model = str(target_info.get("model", ""))
         run = client.create_run(experiment_id, run_name=f"{suite} · {model}")
         run_id = run.info.run_id

@@ -135,7 +135,9 @@ def eval_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp
         monkeypatch.setenv("HARNESS_MODEL", "stub-model")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
         monkeypatch.setenv("HARNESS_MAX_RETRIES", "1")
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rx", *args)
+        # other installed plugins are not under test: skip loading them (hypothesis costs ~1 s)
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                             "-p", "no:benchmark", "-rx", *args)
 
     run.tracking_uri = tracking_uri
     run.store = store

@@ -48,6 +48,7 @@ class StubServer:
         self.latency_s = latency_s
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.paths: list[str] = []
         self._lock = threading.Lock()
         stub = self
 
@@ -68,7 +69,8 @@ class StubServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with stub._lock:
                     stub.requests.append(body)
-                    stub.headers.append(dict(self.headers))
+                    stub.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    stub.paths.append(self.path)
                 if stub.latency_s:
                     time.sleep(stub.latency_s)
                 answer = stub.script(body.get("messages", []))
