@@ -90,7 +90,10 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
     problems: list[str] = []
     cases: list[Case] = []
     first_line_of: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks on U+0085/U+2028/U+2029, which JSON
+    # strings may legally contain raw.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -98,6 +101,11 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(f"{where}: bad JSON: {exc.msg} (column {exc.colno})")
+            continue
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"{where}: invalid Unicode: a lone surrogate escape (e.g. \\ud800)")
             continue
         try:
             case = _parse_case(record, where)
@@ -217,7 +225,7 @@ def _parse_messages(raw: Any, case_id: str) -> list[dict[str, str]]:
             raise _CaseProblem(
                 f"case {case_id!r}: messages[{i}] must be an object with 'role' and 'content'"
             )
-        if m["role"] not in ROLES:
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:
             raise _CaseProblem(
                 f"case {case_id!r}: messages[{i}].role {m['role']!r} is not one of {sorted(ROLES)}"
             )
@@ -229,6 +237,21 @@ def _parse_messages(raw: Any, case_id: str) -> list[dict[str, str]]:
     return messages
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    if not isinstance(schema, dict):
+        raise _CaseProblem(f"{where} 'schema' must be an object")
+    import jsonschema  # lazy: only datasets with schemas pay for the import
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise _CaseProblem(f"{where} invalid JSON Schema: {exc.message}") from None
+
+
 def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         raise _CaseProblem(f"case {case_id!r}: 'checks' must be a list")
@@ -237,19 +260,21 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
         if not isinstance(check, dict) or "type" not in check:
             raise _CaseProblem(f"case {case_id!r}: checks[{i}] must be an object with a 'type'")
         kind = check["type"]
-        if kind not in CHECK_TYPES:
+        if not isinstance(kind, str) or kind not in CHECK_TYPES:
             raise _CaseProblem(
                 f"case {case_id!r}: checks[{i}] has unknown type {kind!r}; "
                 f"known: {sorted(CHECK_TYPES)}"
             )
         if kind in ("contains", "not_contains"):
             value, any_of = check.get("value"), check.get("any_of")
-            if not (isinstance(value, str) and value) and not (
-                isinstance(any_of, list) and any_of and all(isinstance(v, str) and v for v in any_of)
-            ):
+            valid_value = "value" in check and isinstance(value, str) and value != ""
+            valid_any_of = "any_of" in check and isinstance(any_of, list) and bool(any_of) and all(
+                isinstance(v, str) and v for v in any_of)
+            # exactly one of them, valid: a stray empty needle would match every answer
+            if ("value" in check) == ("any_of" in check) or not (valid_value or valid_any_of):
                 raise _CaseProblem(
                     f"case {case_id!r}: checks[{i}] ({kind}) needs 'value' (string) "
-                    "or 'any_of' (list of strings)"
+                    "or 'any_of' (list of strings), not both, none empty"
                 )
         elif kind == "regex":
             pattern = check.get("pattern")
@@ -259,18 +284,18 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
                 re.compile(pattern)
             except re.error as exc:
                 raise _CaseProblem(f"case {case_id!r}: checks[{i}] bad regex: {exc}") from None
-        elif kind == "json" and "schema" in check and not isinstance(check["schema"], dict):
-            raise _CaseProblem(f"case {case_id!r}: checks[{i}] (json) 'schema' must be an object")
+        elif kind == "json" and "schema" in check:
+            _check_schema(check["schema"], f"case {case_id!r}: checks[{i}] (json)")
         elif kind == "length":
             bounds = {k: check[k] for k in ("min_words", "max_words", "min_chars", "max_chars") if k in check}
-            if not bounds or not all(isinstance(v, int) and v >= 0 for v in bounds.values()):
+            if not bounds or not all(_is_int(v) and v >= 0 for v in bounds.values()):
                 raise _CaseProblem(
                     f"case {case_id!r}: checks[{i}] (length) needs non-negative integer "
                     "min_words/max_words/min_chars/max_chars"
                 )
         elif kind == "list_items":
             count = check.get("count")
-            if not isinstance(count, int) or count < 1:
+            if not _is_int(count) or count < 1:
                 raise _CaseProblem(f"case {case_id!r}: checks[{i}] (list_items) needs 'count' >= 1")
         checks.append(dict(check))
     return checks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,9 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
         out[suite] = []
         for i, entry in enumerate(entries):
             where = f"{path}: [[{suite}]] #{i + 1}"
+            if not isinstance(entry, dict):
+                problems.append(f"{where}: must be a table with metric, aggregate, op, threshold")
+                continue
             unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why"}
             missing = {"metric", "aggregate", "op", "threshold"} - set(entry)
             if unknown or missing:

@@ -200,12 +200,13 @@ class HarnessSession:
         criteria = self.criteria().get(name)
         target = self._target()
         info = target.describe()
+        traces = None
         if self.config.traces:
-            tracking.enable_traces()
+            traces = tracking.begin_traces(self.config.effective_tracking_uri(), self.config.experiment)
         self._say(f"suite '{name}': querying {len(dataset)} cases of {dataset.path.name} "
-                  f"({info['target']} / {info['model']}, concurrency {self.config.concurrency}) ...")
+                  f"({info['target']} / {info['model']}, concurrency {self.config.effective_concurrency()}) ...")
         started = time.perf_counter()
-        responses = engine.run(dataset.cases, target, concurrency=self.config.concurrency,
+        responses = engine.run(dataset.cases, target, concurrency=self.config.effective_concurrency(),
                                policy=engine.RetryPolicy(max_retries=self.config.max_retries))
         table = ResultTable.build(dataset.cases, responses, scorer)
         verdict = evaluate(name, table, criteria)
@@ -215,11 +216,12 @@ class HarnessSession:
                        by_id={row.case.id: row for row in table.rows})
         settings_to_log = {k: v for k, v in self.config.public_params().items()
                            if k != "tracking_uri"}  # a URI may carry credentials
+        settings_to_log["concurrency"] = self.config.effective_concurrency()
         try:
             run.run_id = tracking.log_suite_run(
                 suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
                 settings=settings_to_log, tracking_uri=self.config.effective_tracking_uri(),
-                experiment=self.config.experiment, root=self.config.root)
+                experiment=self.config.experiment, root=self.config.root, traces=traces)
         except tracking.TrackingError as exc:
             run.tracking_error = str(exc)
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "

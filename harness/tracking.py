@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -41,12 +42,45 @@ def git_commit(root: Path) -> str:
         return "unknown"
 
 
-def enable_traces() -> None:
-    """Trace each OpenAI client call as an MLflow trace."""
+@dataclass(frozen=True)
+class TraceWindow:
+    """Traces of the calls made since `started_ms` in one experiment: linked to the suite's run
+    once it exists (the run is created after the answers are scored)."""
+
+    experiment_id: str
+    started_ms: int
+
+
+def begin_traces(tracking_uri: str, experiment: str) -> TraceWindow:
+    """Trace each OpenAI client call (mlflow.openai.autolog) into `experiment`."""
     quiet_mlflow_environment()
     import mlflow
 
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = _experiment_id(mlflow.MlflowClient(), experiment, tracking_uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
     mlflow.openai.autolog(silent=True)
+    return TraceWindow(experiment_id, int(time.time() * 1000))
+
+
+def _link_traces(client, window: TraceWindow, run_id: str) -> int:
+    """Link the window's traces to the run; returns how many were found."""
+    import mlflow
+
+    mlflow.flush_trace_async_logging()
+    trace_ids: list[str] = []
+    page_token = None
+    while True:
+        page = client.search_traces(
+            locations=[window.experiment_id], filter_string=f"trace.timestamp_ms >= {window.started_ms}",
+            max_results=500, page_token=page_token)
+        trace_ids.extend(t.info.trace_id for t in page)
+        page_token = page.token
+        if not page_token:
+            break
+    for start in range(0, len(trace_ids), 100):  # the API links at most 100 per call
+        client.link_traces_to_run(trace_ids[start:start + 100], run_id)
+    return len(trace_ids)
 
 
 def _experiment_id(client, name: str, tracking_uri: str) -> str:
@@ -107,7 +141,7 @@ def _dataset_frame(dataset: Dataset):
 
 def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: Dataset,
                   target_info: Mapping[str, Any], settings: Mapping[str, Any], tracking_uri: str,
-                  experiment: str, root: Path) -> str:
+                  experiment: str, root: Path, traces: TraceWindow | None = None) -> str:
     """Record one suite run; returns the run id. Raises TrackingError if MLflow fails."""
     quiet_mlflow_environment()
     import mlflow
@@ -152,6 +186,12 @@ def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: 
             source = mlflow.data.from_pandas(_dataset_frame(dataset), source=str(dataset.path),
                                              name=dataset.name, digest=dataset.digest)
             mlflow.log_input(source, context="evaluation")
+        if traces is not None:
+            linked = _link_traces(client, traces, run_id)
+            attempts = sum(row.response.attempts for row in table.rows)
+            # every attempt is one client call, so one trace: fewer means traces were dropped
+            client.log_batch(run_id, metrics=[Metric("traces/linked", float(linked), now, 0),
+                                              Metric("traces/missing", float(max(0, attempts - linked)), now, 0)])
         return run_id
     except Exception as exc:
         raise TrackingError(f"MLflow at {tracking_uri} could not record suite '{suite}': "
