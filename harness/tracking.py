@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -57,7 +58,9 @@ def begin_traces(tracking_uri: str, experiment: str) -> TraceWindow:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    experiment_id = _experiment_id(mlflow.MlflowClient(), experiment, tracking_uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        experiment_id = _experiment_id(mlflow.MlflowClient(), experiment, tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
     mlflow.openai.autolog(silent=True)
     return TraceWindow(experiment_id, int(time.time() * 1000))
@@ -144,6 +147,16 @@ def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: 
                   experiment: str, root: Path, traces: TraceWindow | None = None) -> str:
     """Record one suite run; returns the run id. Raises TrackingError if MLflow fails."""
     quiet_mlflow_environment()
+    with warnings.catch_warnings():
+        # MLflow's own deprecation noise (SQLAlchemy, pandas) is not the user's to act on
+        warnings.simplefilter("ignore")
+        return _log_suite_run(suite=suite, table=table, verdict=verdict, dataset=dataset,
+                              target_info=target_info, settings=settings, tracking_uri=tracking_uri,
+                              experiment=experiment, root=root, traces=traces)
+
+
+def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tracking_uri,
+                   experiment, root, traces) -> str:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 

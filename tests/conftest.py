@@ -119,7 +119,8 @@ def eval_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp
     base_url and runs pytest with extra args, in a subprocess: the real command line, and no
     in-process module reloading (which breaks mlflow's SQLAlchemy state)."""
     pytester.makefile(".toml", pyproject='[tool.harness]\ncriteria_file = "criteria.toml"\n'
-                                         'experiment = "mini-evals"\n')
+                                         'experiment = "mini-evals"\n'
+                                         '[tool.pytest.ini_options]\njunit_family = "xunit1"\n')
     pytester.makefile(".toml", criteria=MINI_CRITERIA)
     (pytester.path / "datasets").mkdir()
     (pytester.path / "datasets" / "mini.jsonl").write_text(

@@ -138,3 +138,18 @@ def test_openai_target_sends_settings_and_system_prompt(tmp_path, stub):
     assert (body["model"], body["max_tokens"], body["temperature"]) == ("m1", 33, 0.2)
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
     assert server.headers[0]["authorization"] == "Bearer sk-1"
+
+
+def test_readme_documents_every_setting():
+    """The README's configuration table is the user's reference: it must not drift."""
+    from pathlib import Path
+
+    from harness.config import settings
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name, meta in settings():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"setting {name} missing from the README table"
+        for key in ("env", "option"):
+            if meta[key]:
+                assert f"`{meta[key]}`" in row, f"{meta[key]} missing from the README row of {name}"

@@ -52,6 +52,12 @@ def check_params_metrics_tags_and_verdict(client, runs, pytester):
     assert good.data.metrics["case_pass/rate"] == 1.0
     assert bad.data.metrics["case_pass/rate"] == pytest.approx(0.2)
     assert (good.data.metrics["gate/passed"], bad.data.metrics["gate/passed"]) == (1.0, 0.0)
+    # every model call traced and linked to its run, none dropped
+    for run in (good, bad):
+        assert run.data.metrics["traces/linked"] == len(MINI_CASES)
+        assert run.data.metrics["traces/missing"] == 0
+    traces = client.search_traces(locations=[good.info.experiment_id], run_id=good.info.run_id)
+    assert len(traces) == len(MINI_CASES)
     # the run explains its own pass/fail
     assert "case_pass/rate" in bad.data.tags["mlflow.note.content"]
     verdict = json.loads(Path(client.download_artifacts(bad.info.run_id, "verdict.json")).read_text())
