@@ -79,6 +79,30 @@ class HarnessConfig:
     concurrency: int | None = _setting(None, _opt_int, "HARNESS_CONCURRENCY", "--harness-concurrency",
                                        doc="requests in flight per suite (default: 1 for the embedded "
                                            "server, which answers one request at a time; 8 otherwise)")
+    deadline_s: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
+                                        "HARNESS_DEADLINE", "--harness-deadline",
+                                        doc="seconds for a whole suite's querying; cases not answered "
+                                            "by then end as errors")
+    requests_per_minute: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
+                                                 "HARNESS_RPM", "--harness-rpm",
+                                                 doc="client-side request rate limit")
+    tokens_per_minute: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
+                                               "HARNESS_TPM", "--harness-tpm",
+                                               doc="client-side token rate limit (prompt estimate + max_tokens)")
+    adaptive_concurrency: bool = _setting(True, _to_bool, "HARNESS_ADAPTIVE_CONCURRENCY",
+                                          doc="halve concurrency on HTTP 429, regrow on success (AIMD)")
+    breaker_after: int = _setting(10, int, "HARNESS_BREAKER_AFTER",
+                                  doc="consecutive failed cases after which the rest are not attempted")
+    # --- journal, replay, local results --------------------------------------------------------
+    journal_dir: str = _setting(".harness/journal", str, "HARNESS_JOURNAL", "--harness-journal",
+                                doc="where finished cases are journalled as they complete ('' = off)")
+    resume: bool = _setting(True, _to_bool, "HARNESS_RESUME", "--harness-resume",
+                            doc="reuse the answers of an interrupted run of the same suite and target")
+    replay: bool = _setting(False, _to_bool, "HARNESS_REPLAY", "--harness-replay",
+                            doc="re-score the journalled answers: no model calls at all")
+    results_dir: str = _setting(".harness/results", str, "HARNESS_RESULTS", "--harness-results",
+                                doc="each suite's verdict and per-case table as JSON, written even "
+                                    "when MLflow is unreachable")
     # --- embedded local model ----------------------------------------------------------------
     local_model_path: str | None = _setting(None, _opt_str, "HARNESS_LOCAL_MODEL", "--harness-local-model",
                                             doc="GGUF file for the embedded server (default: SmolLM2 "
@@ -188,6 +212,10 @@ def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
         raise ConfigError(f"target must be one of {TARGET_KINDS}, got {config.target!r}")
     if config.concurrency is not None and config.concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {config.concurrency}")
+    for name in ("deadline_s", "requests_per_minute", "tokens_per_minute"):
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name} must be > 0, got {value}")
     if config.resolved_target() == "azure":
         missing = [n for n in ("azure_endpoint", "api_version", "azure_deployment") if not getattr(config, n)]
         if missing:

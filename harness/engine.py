@@ -1,7 +1,17 @@
-"""Concurrent querying: every case of a suite is asked once, with bounded concurrency, bounded
-retries (jittered exponential backoff honouring Retry-After) and a per-request timeout (set on
-the client). Every case ends as a Response: an answer, or an explicit error with its reason and
-the number of attempts made."""
+"""Concurrent querying.
+
+Every case of a suite is asked once per sample by a fixed pool of workers, within:
+- a concurrency limit that adapts (AIMD): halved on each 429, grown by one after a window of
+  successes, never above the configured maximum;
+- optional rate limits in requests and tokens per minute (token buckets);
+- bounded retries with jittered exponential backoff that honour Retry-After;
+- a per-request timeout (on the client) and an overall deadline;
+- a circuit breaker: after N consecutive failed cases the endpoint is taken as down and the
+  remaining cases end at once as errors instead of hammering it.
+Every case ends as a Response: an answer, or an explicit error with its reason and the number of
+attempts. Finished cases go to the journal as they complete; a rerun reuses stored answers and
+asks only for what is missing; replay asks nothing at all.
+"""
 
 from __future__ import annotations
 
@@ -12,65 +22,262 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from harness.datasets import Case
+from harness.journal import Journal, request_key
 from harness.targets.base import Response, Target, TargetError
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class EngineSettings:
+    concurrency: int = 8
     max_retries: int = 2
     base_delay_s: float = 0.5
     max_delay_s: float = 20.0
+    deadline_s: float | None = None  # for the whole suite
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    adaptive: bool = True
+    breaker_after: int = 10  # consecutive failed cases before the remaining are not attempted
+    samples: int = 1
 
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
+    def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before attempt `attempt + 1` (attempts count from 1)."""
         if retry_after is not None:
             return min(retry_after, self.max_delay_s)
-        # "full jitter": spreads retries of many concurrent callers so they do not stampede
+        # "full jitter": spreads the retries of many concurrent callers so they do not stampede
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 
 
-async def _ask(target: Target, case: Case, policy: RetryPolicy, rng: random.Random) -> Response:
-    started = time.perf_counter()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            response = await target.acomplete(case.messages)
-            return replace(response, attempts=attempt)
-        except TargetError as exc:
-            if not exc.retryable or attempt > policy.max_retries:
-                return Response(text="", latency_s=time.perf_counter() - started,
-                                error=exc.reason, attempts=attempt)
-            await asyncio.sleep(policy.delay(attempt, exc.retry_after, rng))
-        except Exception as exc:  # a bug or an unexpected client fault: recorded, never a pass
-            return Response(text="", latency_s=time.perf_counter() - started,
-                            error=f"unexpected {type(exc).__name__}: {exc}", attempts=attempt)
+@dataclass(frozen=True)
+class RunStats:
+    calls: int  # attempts sent to the endpoint
+    reused: int  # answers taken from the journal
+    elapsed_s: float
+    final_concurrency: int
+    torn_journal_lines: int = 0
+    breaker_opened: bool = False
 
 
-async def arun(cases: Sequence[Case], target: Target, *, concurrency: int = 4,
-               policy: RetryPolicy = RetryPolicy(),
-               on_done: Callable[[Case, Response], None] | None = None,
-               seed: int = 0) -> list[Response]:
-    """Ask every case; responses come back in the order of `cases`."""
-    semaphore = asyncio.Semaphore(concurrency)
-    rng = random.Random(seed)
+@dataclass(frozen=True)
+class RunOutcome:
+    responses: list[list[Response]]  # [case][sample]
+    stats: RunStats
 
-    async def one(case: Case) -> Response:
-        async with semaphore:
-            response = await _ask(target, case, policy, rng)
-        if on_done is not None:
-            on_done(case, response)
-        return response
-
-    return list(await asyncio.gather(*(one(c) for c in cases)))
+    @property
+    def first(self) -> list[Response]:
+        return [samples[0] for samples in self.responses]
 
 
-def run(cases: Sequence[Case], target: Target, **kwargs) -> list[Response]:
+class AdaptiveLimit:
+    """At most `limit` holders at once; AIMD: halve on overload, +1 after `limit` successes."""
+
+    def __init__(self, maximum: int, adaptive: bool):
+        self.maximum = maximum
+        self.limit = maximum
+        self.adaptive = adaptive
+        self._in_use = 0
+        self._successes = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._in_use < self.limit)
+            self._in_use += 1
+
+    async def release(self) -> None:
+        async with self._cond:
+            self._in_use -= 1
+            self._cond.notify_all()
+
+    async def overloaded(self) -> None:
+        if self.adaptive:
+            async with self._cond:
+                self.limit = max(1, self.limit // 2)
+                self._successes = 0
+
+    async def succeeded(self) -> None:
+        if self.adaptive and self.limit < self.maximum:
+            async with self._cond:
+                self._successes += 1
+                if self._successes >= self.limit:
+                    self.limit += 1
+                    self._successes = 0
+                    self._cond.notify_all()
+
+
+class RateLimiter:
+    """Token bucket of `per_minute` units, burst of one second's worth. Callers may go into
+    debt (a request larger than the burst) and then wait for it to be repaid."""
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            self.tokens -= amount
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def _estimated_tokens(case: Case, max_tokens: int) -> float:
+    # ~4 characters per token for English; the completion budget counts in full
+    return sum(len(m["content"]) for m in case.messages) / 4 + max_tokens
+
+
+class _Run:
+    def __init__(self, target: Target, settings: EngineSettings, seed: int):
+        self.target = target
+        self.settings = settings
+        self.rng = random.Random(seed)
+        self.limit = AdaptiveLimit(settings.concurrency, settings.adaptive)
+        self.rpm = RateLimiter(settings.requests_per_minute) if settings.requests_per_minute else None
+        self.tpm = RateLimiter(settings.tokens_per_minute) if settings.tokens_per_minute else None
+        self.max_tokens = int(target.describe().get("max_tokens") or 256)
+        self.started = time.monotonic()
+        self.deadline = self.started + settings.deadline_s if settings.deadline_s else None
+        self.calls = 0
+        self.consecutive_failures = 0
+        self.breaker_reason: str | None = None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def refusal(self) -> str | None:
+        """Why a case must not be attempted at all any more."""
+        if self.breaker_reason:
+            return self.breaker_reason
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            return f"not attempted: the run's deadline of {self.settings.deadline_s:g}s passed"
+        return None
+
+    async def ask(self, case: Case) -> Response:
+        began = time.perf_counter()
+        attempt = 0
+        last_error = "not attempted"
+
+        def failed(reason: str) -> Response:
+            return Response(text="", latency_s=time.perf_counter() - began, error=reason, attempts=attempt)
+
+        while True:
+            refusal = self.refusal()
+            if refusal:
+                return failed(refusal if attempt == 0 else f"{last_error}; then {refusal}")
+            attempt += 1
+            if self.rpm:
+                await self.rpm.acquire()
+            if self.tpm:
+                await self.tpm.acquire(_estimated_tokens(case, self.max_tokens))
+            await self.limit.acquire()
+            try:
+                self.calls += 1
+                remaining = self.remaining()
+                async with asyncio.timeout(remaining):
+                    response = await self.target.acomplete(case.messages)
+                await self.limit.succeeded()
+                return replace(response, attempts=attempt)
+            except TargetError as exc:
+                last_error, retry_after = exc.reason, exc.retry_after
+                if exc.reason.startswith("HTTP 429"):
+                    await self.limit.overloaded()
+                if not exc.retryable or attempt > self.settings.max_retries:
+                    return failed(f"{exc.reason} (after {attempt} attempt{'s' if attempt > 1 else ''})")
+            except TimeoutError:
+                return failed(f"the run's deadline of {self.settings.deadline_s:g}s passed during attempt {attempt}")
+            except Exception as exc:  # a bug or an unexpected client fault: recorded, never a pass
+                return failed(f"unexpected {type(exc).__name__}: {exc}")
+            finally:
+                await self.limit.release()
+            delay = self.settings.backoff(attempt, retry_after, self.rng)
+            remaining = self.remaining()
+            if remaining is not None and delay >= remaining:
+                return failed(f"{last_error}; no time left before the deadline to retry")
+            await asyncio.sleep(delay)
+
+    def record(self, response: Response) -> None:
+        if response.ok:
+            self.consecutive_failures = 0
+        elif not response.error.startswith("not attempted"):
+            self.consecutive_failures += 1
+            if self.consecutive_failures >= self.settings.breaker_after and not self.breaker_reason:
+                self.breaker_reason = (f"not attempted: the endpoint failed {self.consecutive_failures} "
+                                       f"cases in a row (last: {response.error})")
+
+
+async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings = EngineSettings(), *,
+               journal: Journal | None = None, replay: bool = False, resume: bool = True,
+               on_done: Callable[[Case, int, Response], None] | None = None, seed: int = 0) -> RunOutcome:
+    """Ask every case `settings.samples` times. With `replay`, nothing is asked: stored answers
+    are returned and missing ones become errors."""
+    identity = target.describe()
+    stored = journal.load() if journal is not None else {}
+    torn = journal.torn_lines if journal is not None else 0
+    if journal is not None and not replay:
+        # a finished run's answers are not reused by a new run (the deployment may have changed);
+        # an interrupted run's answers are: that is what resuming means
+        fresh = journal.complete or not resume
+        if fresh:
+            stored = {}
+        journal.start(fresh=fresh)
+    run = _Run(target, settings, seed)
+    results: list[list[Response | None]] = [[None] * settings.samples for _ in cases]
+    queue: asyncio.Queue = asyncio.Queue()
+    reused = 0
+    for index, case in enumerate(cases):
+        for sample in range(settings.samples):
+            key = request_key(identity, case.messages, sample)
+            if key in stored:
+                results[index][sample] = stored[key]
+                reused += 1
+            elif replay:
+                results[index][sample] = Response(text="", latency_s=0.0, attempts=0,
+                                                  error="not attempted: no stored answer to replay")
+            else:
+                queue.put_nowait((index, sample, key))
+
+    async def worker() -> None:
+        while True:
+            try:
+                index, sample, key = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            case = cases[index]
+            response = await run.ask(case)
+            run.record(response)
+            results[index][sample] = response
+            if journal is not None:
+                journal.append(key, case.id, sample, response)
+            if on_done is not None:
+                on_done(case, sample, response)
+
+    try:
+        workers = min(settings.concurrency, queue.qsize())
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        if journal is not None and not replay:
+            journal.finish()
+    finally:
+        if journal is not None:
+            journal.close()
+    stats = RunStats(calls=run.calls, reused=reused, elapsed_s=time.monotonic() - run.started,
+                     final_concurrency=run.limit.limit, torn_journal_lines=torn,
+                     breaker_opened=run.breaker_reason is not None)
+    return RunOutcome([list(r) for r in results], stats)  # type: ignore[arg-type]
+
+
+def run(cases: Sequence[Case], target: Target, settings: EngineSettings = EngineSettings(),
+        **kwargs) -> RunOutcome:
     """Synchronous wrapper around `arun`, closing the target's client at the end."""
 
-    async def main() -> list[Response]:
+    async def main() -> RunOutcome:
         try:
-            return await arun(cases, target, **kwargs)
+            return await arun(cases, target, settings, **kwargs)
         finally:
             await target.aclose()
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.results import AGGREGATES, ResultTable
+from harness.results import AGGREGATES, ERROR, ResultTable
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
@@ -139,6 +139,11 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
     return out
 
 
+# Endpoint errors are failures, never passes: unless a suite declares its own error budget
+# (an `error` / `rate` criterion), no case may end without an answer.
+DEFAULT_ERROR_BUDGET = Criterion(ERROR, "rate", "<=", 0.0, "default error budget: every case answered")
+
+
 def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None) -> Verdict:
     problems = []
     if not criteria:
@@ -146,7 +151,10 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None) -
     if len(table) == 0:
         problems.append("no cases were evaluated")
     results = []
-    for criterion in criteria or []:
+    applied = list(criteria or [])
+    if not any((c.metric, c.aggregate) == (ERROR, "rate") for c in applied):
+        applied.insert(0, DEFAULT_ERROR_BUDGET)
+    for criterion in applied:
         value = table.aggregate(criterion.metric, criterion.aggregate)
         if value is None:
             results.append(CriterionResult(criterion, None, False, "no case produced this metric"))

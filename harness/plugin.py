@@ -26,9 +26,10 @@ from typing import Any, Callable
 
 import pytest
 
-from harness.config import ConfigError, HarnessConfig, load_config, settings
+from harness.config import ConfigError, HarnessConfig, _to_bool, load_config, settings
 from harness.datasets import Case, Dataset, DatasetError, load
 from harness.gates import CriteriaError, Verdict, evaluate, load_criteria
+from harness.journal import Journal
 from harness.results import CaseResult, ResultTable
 from harness.scorers.quality import score_case
 from harness.targets.base import Response
@@ -41,9 +42,16 @@ MARKER = "eval_suite"
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "LLM evaluation harness")
     for name, meta in settings():
-        if meta["option"]:
+        if not meta["option"]:
+            continue
+        help_text = meta["doc"] or name.replace("_", " ")
+        if meta["parse"] is _to_bool:  # flags: --harness-replay / --harness-no-replay
             group.addoption(meta["option"], dest=f"harness_{name}", default=None,
-                            help=meta["doc"] or name.replace("_", " "))
+                            action="store_const", const=True, help=help_text)
+            group.addoption(meta["option"].replace("--harness-", "--harness-no-"), dest=f"harness_{name}",
+                            action="store_const", const=False, help=f"turn off: {name}")
+        else:
+            group.addoption(meta["option"], dest=f"harness_{name}", default=None, help=help_text)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -113,6 +121,7 @@ class SuiteRun:
     verdict: Verdict
     run_id: str | None = None
     tracking_error: str | None = None
+    local_record: Path | None = None
     duration_s: float = 0.0
     subset_of: int | None = None  # size of the full dataset when a subset ran
     by_id: dict[str, CaseResult] = field(default_factory=dict)
@@ -123,7 +132,8 @@ class SuiteRun:
         if not self.verdict.passed:
             message.append(self.verdict.report())
         if self.tracking_error:
-            message.append(f"results were not recorded: {self.tracking_error}")
+            message.append(f"results were not recorded in MLflow: {self.tracking_error}"
+                           f"\n  they are kept in {self.local_record}")
         if message:
             pytest.fail("\n".join(message), pytrace=False)
 
@@ -160,6 +170,12 @@ class HarnessSession:
 
         if self.config.resolved_target() != "local":
             return build_target(self.config)
+        if self.config.replay:  # no model calls: the embedded server is not even started
+            from harness.targets.local_server import LocalModelServer
+
+            path = Path(self.config.local_model_path) if self.config.local_model_path else None
+            return build_target(self.config, local_base_url="http://127.0.0.1:9/v1",
+                                local_model=LocalModelServer(path).alias)
         if self._server is None:
             from harness.targets.local_server import LocalModelServer
 
@@ -171,7 +187,16 @@ class HarnessSession:
                             local_model=self._server.alias)
 
     def _say(self, line: str) -> None:
-        if self._reporter is not None:
+        """A progress line on the terminal, live: suites run inside a test item's setup, where
+        pytest captures output, so capture is suspended for the line."""
+        if self._reporter is None:
+            return
+        capture = self._reporter.config.pluginmanager.getplugin("capturemanager")
+        if capture is None:
+            self._reporter.write_line(f"[harness] {line}")
+            return
+        with capture.global_and_fixture_disabled():
+            self._reporter.ensure_newline()
             self._reporter.write_line(f"[harness] {line}")
 
     def suite_run(self, name: str, dataset_path: str,
@@ -201,27 +226,53 @@ class HarnessSession:
         target = self._target()
         info = target.describe()
         traces = None
-        if self.config.traces:
-            traces = tracking.begin_traces(self.config.effective_tracking_uri(), self.config.experiment)
-        self._say(f"suite '{name}': querying {len(dataset)} cases of {dataset.path.name} "
-                  f"({info['target']} / {info['model']}, concurrency {self.config.effective_concurrency()}) ...")
+        if self.config.traces and not self.config.replay:
+            try:
+                traces = tracking.begin_traces(self.config.effective_tracking_uri(), self.config.experiment)
+            except tracking.TrackingError as exc:
+                self._say(f"suite '{name}': going on without traces: {exc}")
+        config = self.config
+        journal = None
+        if config.journal_dir:
+            journal = Journal.for_suite(config.path(config.journal_dir), name, info)
+        action = "replaying" if config.replay else "querying"
+        self._say(f"suite '{name}': {action} {len(dataset)} cases of {dataset.path.name} "
+                  f"({info['target']} / {info['model']}, concurrency {config.effective_concurrency()}) ...")
         started = time.perf_counter()
-        responses = engine.run(dataset.cases, target, concurrency=self.config.effective_concurrency(),
-                               policy=engine.RetryPolicy(max_retries=self.config.max_retries))
-        table = ResultTable.build(dataset.cases, responses, scorer)
+        outcome = engine.run(dataset.cases, target, engine.EngineSettings(
+            concurrency=config.effective_concurrency(), max_retries=config.max_retries,
+            deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
+            tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
+            breaker_after=config.breaker_after), journal=journal, replay=config.replay,
+            resume=config.resume)
+        stats = outcome.stats
+        if stats.reused:
+            self._say(f"suite '{name}': {stats.reused} answers reused from {journal.path}, "
+                      f"{stats.calls} model calls made")
+        if stats.torn_journal_lines:
+            self._say(f"suite '{name}': skipped {stats.torn_journal_lines} torn line(s) in {journal.path}")
+        table = ResultTable.build(dataset.cases, outcome.first, scorer)
         verdict = evaluate(name, table, criteria)
         duration = time.perf_counter() - started
         run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
                        subset_of=full_size if len(dataset) != full_size else None,
                        by_id={row.case.id: row for row in table.rows})
-        settings_to_log = {k: v for k, v in self.config.public_params().items()
+        settings_to_log = {k: v for k, v in config.public_params().items()
                            if k != "tracking_uri"}  # a URI may carry credentials
-        settings_to_log["concurrency"] = self.config.effective_concurrency()
+        settings_to_log["concurrency"] = config.effective_concurrency()
+        engine_metrics = {"engine/calls": stats.calls, "engine/reused": stats.reused,
+                          "engine/elapsed_s": stats.elapsed_s,
+                          "engine/final_concurrency": stats.final_concurrency,
+                          "engine/breaker_opened": float(stats.breaker_opened)}
+        run.local_record = tracking.write_local_record(
+            config.path(config.results_dir), suite=name, table=table, verdict=verdict,
+            dataset=dataset, target_info=info, extra_metrics=engine_metrics)
         try:
             run.run_id = tracking.log_suite_run(
                 suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
-                settings=settings_to_log, tracking_uri=self.config.effective_tracking_uri(),
-                experiment=self.config.experiment, root=self.config.root, traces=traces)
+                settings=settings_to_log, tracking_uri=config.effective_tracking_uri(),
+                experiment=config.experiment, root=config.root, traces=traces,
+                extra_metrics=engine_metrics)
         except tracking.TrackingError as exc:
             run.tracking_error = str(exc)
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
@@ -319,7 +370,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if run.run_id:
             tr.write_line(f"  MLflow run {run.run_id} in experiment '{state.config.experiment}'")
         if run.tracking_error:
-            tr.write_line(f"  NOT RECORDED: {run.tracking_error}", red=True)
+            tr.write_line(f"  NOT RECORDED IN MLFLOW: {run.tracking_error}", red=True)
+            tr.write_line(f"  results kept in {run.local_record}", red=True)
     uri = state.config.effective_tracking_uri()
     if uri.startswith("sqlite:"):
         tr.write_line(f"compare runs: mlflow ui --backend-store-uri {uri}")

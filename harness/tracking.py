@@ -27,9 +27,14 @@ class TrackingError(RuntimeError):
 
 
 def quiet_mlflow_environment() -> None:
-    """Telemetry writes outside the project and the model-catalogue fetch stalls offline."""
+    """Telemetry writes outside the project and the model-catalogue fetch stalls offline. An
+    unreachable tracking server must fail in seconds, not after MLflow's default of 7 retries
+    with exponential backoff (minutes): the gate reports it and exits non-zero."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 def git_commit(root: Path) -> str:
@@ -53,16 +58,20 @@ class TraceWindow:
 
 
 def begin_traces(tracking_uri: str, experiment: str) -> TraceWindow:
-    """Trace each OpenAI client call (mlflow.openai.autolog) into `experiment`."""
+    """Trace each OpenAI client call (mlflow.openai.autolog) into `experiment`. Raises
+    TrackingError when the store is unreachable (the caller goes on without traces)."""
     quiet_mlflow_environment()
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        experiment_id = _experiment_id(mlflow.MlflowClient(), experiment, tracking_uri)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    mlflow.openai.autolog(silent=True)
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            experiment_id = _experiment_id(mlflow.MlflowClient(), experiment, tracking_uri)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        mlflow.openai.autolog(silent=True)
+    except Exception as exc:
+        raise TrackingError(f"cannot trace into MLflow at {tracking_uri}: {type(exc).__name__}: {exc}") from exc
     return TraceWindow(experiment_id, int(time.time() * 1000))
 
 
@@ -84,6 +93,28 @@ def _link_traces(client, window: TraceWindow, run_id: str) -> int:
     for start in range(0, len(trace_ids), 100):  # the API links at most 100 per call
         client.link_traces_to_run(trace_ids[start:start + 100], run_id)
     return len(trace_ids)
+
+
+def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdict: Verdict,
+                       dataset: Dataset, target_info: Mapping[str, Any],
+                       extra_metrics: Mapping[str, float]) -> Path:
+    """The suite's verdict, metrics and per-case table as JSON on local disk, written before
+    MLflow is tried, so an unreachable tracking store loses nothing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suite)
+    path = directory / f"{slug}.json"
+    record = {
+        "suite": suite,
+        "dataset": {"name": dataset.name, "path": str(dataset.path), "digest": dataset.digest},
+        "target": dict(target_info),
+        "verdict": verdict.to_dict(),
+        "metrics": {**table.summary(), **extra_metrics},
+        "cases": _table_frame(table).to_dict(orient="records"),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
 
 
 def _experiment_id(client, name: str, tracking_uri: str) -> str:
@@ -144,7 +175,8 @@ def _dataset_frame(dataset: Dataset):
 
 def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: Dataset,
                   target_info: Mapping[str, Any], settings: Mapping[str, Any], tracking_uri: str,
-                  experiment: str, root: Path, traces: TraceWindow | None = None) -> str:
+                  experiment: str, root: Path, traces: TraceWindow | None = None,
+                  extra_metrics: Mapping[str, float] | None = None) -> str:
     """Record one suite run; returns the run id. Raises TrackingError if MLflow fails."""
     quiet_mlflow_environment()
     with warnings.catch_warnings():
@@ -152,11 +184,12 @@ def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: 
         warnings.simplefilter("ignore")
         return _log_suite_run(suite=suite, table=table, verdict=verdict, dataset=dataset,
                               target_info=target_info, settings=settings, tracking_uri=tracking_uri,
-                              experiment=experiment, root=root, traces=traces)
+                              experiment=experiment, root=root, traces=traces,
+                              extra_metrics=extra_metrics or {})
 
 
 def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tracking_uri,
-                   experiment, root, traces) -> str:
+                   experiment, root, traces, extra_metrics) -> str:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
@@ -188,7 +221,7 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
         }
         client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in table.summary().items()]
+            metrics=[Metric(k, float(v), now, 0) for k, v in {**table.summary(), **extra_metrics}.items()]
             + [Metric("gate/passed", float(verdict.passed), now, 0)],
             params=[Param(k, "" if v is None else str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],

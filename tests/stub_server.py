@@ -22,11 +22,26 @@ class Fault:
 
     status: int | None = None
     retry_after: float | None = None
-    kind: str | None = None  # "malformed" | "empty" | "drop"
+    kind: str | None = None  # "malformed" | "empty" | "drop" | "truncated"
 
 
 Answer = str | Fault
 Script = Callable[[Sequence[Mapping[str, str]]], Answer]
+
+
+def flaky(fault: Fault, times: int, then: Script) -> Script:
+    """Each distinct prompt first gets `fault` `times` times, then the answer of `then`."""
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def script(messages):
+        prompt = messages[-1]["content"]
+        with lock:
+            seen[prompt] = seen.get(prompt, 0) + 1
+            count = seen[prompt]
+        return fault if count <= times else then(messages)
+
+    return script
 
 
 def answer_table(table: Mapping[str, str], default: str = "I don't know.") -> Script:
@@ -49,6 +64,8 @@ class StubServer:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.paths: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         stub = self
 
@@ -71,9 +88,15 @@ class StubServer:
                     stub.requests.append(body)
                     stub.headers.append({k.lower(): v for k, v in self.headers.items()})
                     stub.paths.append(self.path)
-                if stub.latency_s:
-                    time.sleep(stub.latency_s)
-                answer = stub.script(body.get("messages", []))
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                try:
+                    if stub.latency_s:
+                        time.sleep(stub.latency_s)
+                    answer = stub.script(body.get("messages", []))
+                finally:
+                    with stub._lock:
+                        stub.in_flight -= 1
                 if isinstance(answer, Fault):
                     return self._fault(answer)
                 self._send(200, {
@@ -87,6 +110,16 @@ class StubServer:
 
             def _fault(self, fault: Fault):
                 if fault.kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault.kind == "truncated":  # promise a body, send half of it, hang up
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "400")
+                    self.end_headers()
+                    self.wfile.write(b'{"id": "x", "object": "chat.completion", "choi')
+                    self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
