@@ -103,16 +103,20 @@ def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdi
     directory.mkdir(parents=True, exist_ok=True)
     slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suite)
     path = directory / f"{slug}.json"
-    record = {
+    header = json.dumps({
         "suite": suite,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "digest": dataset.digest},
         "target": dict(target_info),
         "verdict": verdict.to_dict(),
         "metrics": {**table.summary(), **extra_metrics},
-        "cases": _table_frame(table).to_dict(orient="records"),
-    }
+    }, ensure_ascii=False, default=str)
+    # the per-case table is serialized by pandas in one pass: no list of per-row dicts
+    cases = _table_frame(table).to_json(orient="records", force_ascii=False)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(header[:-1] + ', "cases": ')
+        fh.write(cases)
+        fh.write("}")
     tmp.replace(path)  # atomic: a reader never sees half a file
     return path
 

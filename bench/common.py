@@ -1,0 +1,52 @@
+"""Shared pieces of the benchmarks: the out-of-process stub and synthetic cases."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.datasets import Case  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def stub_process(latency_s: float):
+    """Base URL of the fast stub running in its own process."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fast_stub.py")),
+                                str(port), str(latency_s)])
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def synthetic_cases(n: int) -> list[Case]:
+    return [Case(id=f"case-{i}", messages=({"role": "user", "content": f"What is {i} + {i}?"},),
+                 expected=str(2 * i), checks=({"type": "contains", "value": str(2 * i)},))
+            for i in range(n)]

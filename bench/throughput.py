@@ -1,0 +1,52 @@
+"""Benchmark 1: 2,000 cases against a stub answering after 100 ms, concurrency 64.
+Prints wall time / ideal, where ideal = cases x latency / concurrency. Goal <= 1.15.
+
+    python bench/throughput.py [--cases 2000] [--latency 0.1] [--concurrency 64] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from common import stub_process, synthetic_cases
+
+from harness import engine
+from harness.config import load_config
+from harness.targets import build_target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cases = synthetic_cases(args.cases)
+    ideal = args.cases * args.latency / args.concurrency
+    settings = engine.EngineSettings(concurrency=args.concurrency)
+    walls = []
+    with stub_process(args.latency) as url:
+        config = load_config(".", env={"OPENAI_BASE_URL": url, "HARNESS_MODEL": "bench"})
+        engine.run(synthetic_cases(args.concurrency), build_target(config), settings)  # warm-up
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            cpu = time.process_time()
+            outcome = engine.run(cases, build_target(config), settings)
+            wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+            errors = sum(not r.ok for r in outcome.first)
+            walls.append(wall)
+            print(f"  run: wall {wall:.2f}s, harness CPU {cpu / args.cases * 1000:.2f} ms/case, "
+                  f"errors {errors}, calls {outcome.stats.calls}")
+            assert errors == 0, "the benchmark must not hide errors"
+    median = statistics.median(walls)
+    print(f"throughput: {args.cases} cases, {args.latency * 1000:.0f} ms latency, concurrency "
+          f"{args.concurrency}: median wall {median:.2f}s, ideal {ideal:.2f}s, "
+          f"ratio {median / ideal:.3f} (goal <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()
