@@ -29,7 +29,10 @@ def main() -> None:
     settings = engine.EngineSettings(concurrency=args.concurrency)
     walls = []
     with stub_process(args.latency) as url:
-        config = load_config(".", env={"OPENAI_BASE_URL": url, "HARNESS_MODEL": "bench"})
+        # traces off: a trace costs ~35 ms per call on SQLite, which no throughput survives;
+        # with traces on the target uses the typed client method (~2x the CPU per call)
+        config = load_config(".", env={"OPENAI_BASE_URL": url, "HARNESS_MODEL": "bench",
+                                       "HARNESS_TRACES": "false"})
         engine.run(synthetic_cases(args.concurrency), build_target(config), settings)  # warm-up
         for _ in range(args.repeats):
             started = time.perf_counter()

@@ -26,6 +26,9 @@ from harness.journal import Journal, request_key
 from harness.targets.base import Response, Target, TargetError
 
 
+MAX_RETRY_AFTER_S = 120.0  # a Retry-After beyond this is taken as a misconfigured server
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     concurrency: int = 8
@@ -42,7 +45,8 @@ class EngineSettings:
     def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before attempt `attempt + 1` (attempts count from 1)."""
         if retry_after is not None:
-            return min(retry_after, self.max_delay_s)
+            # the server knows best; the run's deadline (checked by the caller) bounds the wait
+            return min(retry_after, MAX_RETRY_AFTER_S)
         # "full jitter": spreads the retries of many concurrent callers so they do not stampede
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 

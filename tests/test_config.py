@@ -95,12 +95,14 @@ def test_openai_target_needs_a_model_name(tmp_path):
         build_target(config)
 
 
-def test_azure_config_builds_azure_client_that_calls_the_deployment(tmp_path, stub):
+@pytest.mark.parametrize("traces", ["true", "false"])  # typed method / generic request
+def test_azure_config_builds_azure_client_that_calls_the_deployment(tmp_path, stub, traces):
     server = stub(answer_table({}, default="ok"))
     endpoint = server.base_url.removesuffix("/v1")
     config = load_config(tmp_path, env={
         "AZURE_OPENAI_ENDPOINT": endpoint, "AZURE_OPENAI_API_KEY": "az-key",
         "OPENAI_API_VERSION": "2024-10-21", "AZURE_OPENAI_DEPLOYMENT": "my-gpt",
+        "HARNESS_TRACES": traces,
     })
     target = build_target(config)
     assert isinstance(target.client, openai.AsyncAzureOpenAI)
