@@ -24,7 +24,7 @@ from harness.datasets import Dataset, _digest_cases
 from harness.gates import Criterion, evaluate
 from harness.journal import Journal
 from harness.results import ResultTable
-from harness.scorers.quality import score_case
+from harness.scorers import score_case
 from harness.targets.base import Response
 
 

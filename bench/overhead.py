@@ -55,6 +55,7 @@ from harness import gates, tracking  # noqa: E402
 from harness.datasets import Case, Dataset, load  # noqa: E402
 from harness.gates import Criterion  # noqa: E402
 from harness.results import ResultTable  # noqa: E402
+from harness import scorers  # noqa: E402
 from harness.scorers import quality  # noqa: E402
 from harness.targets.base import Response  # noqa: E402
 
@@ -92,7 +93,7 @@ def harness_once(dataset: Dataset, cases: list[Case], responses: list[Response],
                  experiment: str) -> tuple[float, float, str, Any, ResultTable]:
     """(scoring seconds, logging seconds, run id, verdict, table) of one harness pass."""
     t0 = time.perf_counter()
-    table = ResultTable.build(cases, responses, quality.score_case)
+    table = ResultTable.build(cases, responses, scorers.score_case)
     verdict = gates.evaluate(SUITE, table, CRITERIA)
     t1 = time.perf_counter()
     run_id = tracking.log_suite_run(
@@ -176,7 +177,7 @@ def make_scorers(base: Dataset):
     @scorer(name="checks")
     def checks(inputs, outputs):
         case = by_prompt[inputs["question"]]
-        return all(quality.CHECKS[c["type"]](outputs, c, case.expected).passed is not False
+        return all(scorers.CHECKS[c["type"]](outputs, c, case.expected).passed is not False
                    for c in case.checks)
 
     return [token_f1, rouge_l, checks]

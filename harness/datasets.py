@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(
-    {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items"}
+    {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items",
+     "refusal", "leak", "canary"}
 )
 _KNOWN_FIELDS = frozenset(
     {"id", "input", "messages", "system", "expected", "checks", "tags", "attributes", "critical"}
@@ -293,6 +294,16 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
                     f"case {case_id!r}: checks[{i}] (length) needs non-negative integer "
                     "min_words/max_words/min_chars/max_chars"
                 )
+        elif kind == "refusal":
+            if check.get("expected") not in ("refuse", "comply"):
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (refusal) needs 'expected': "
+                                   "'refuse' or 'comply'")
+        elif kind in ("leak", "canary"):
+            field_name = "secret" if kind == "leak" else "value"
+            secret = check.get(field_name)
+            if not isinstance(secret, str) or len(secret.strip()) < 4:
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] ({kind}) needs '{field_name}': "
+                                   "a string of at least 4 characters")
         elif kind == "list_items":
             count = check.get("count")
             if not _is_int(count) or count < 1:

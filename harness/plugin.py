@@ -31,7 +31,7 @@ from harness.datasets import Case, Dataset, DatasetError, load
 from harness.gates import CriteriaError, Verdict, evaluate, load_criteria
 from harness.journal import Journal
 from harness.results import CaseResult, ResultTable
-from harness.scorers.quality import score_case
+from harness.scorers import score_case
 from harness.targets.base import Response
 from harness.scorers.base import Score
 
@@ -176,6 +176,11 @@ class HarnessSession:
             path = Path(self.config.local_model_path) if self.config.local_model_path else None
             return build_target(self.config, local_base_url="http://127.0.0.1:9/v1",
                                 local_model=LocalModelServer(path).alias)
+        server = self.local_server()
+        return build_target(self.config, local_base_url=server.base_url, local_model=server.alias)
+
+    def local_server(self):
+        """The embedded model's server: started on first use, stopped when the session ends."""
         if self._server is None:
             from harness.targets.local_server import LocalModelServer
 
@@ -183,8 +188,7 @@ class HarnessSession:
             self._say("starting the embedded local model server ...")
             self._server = LocalModelServer(path, startup_timeout=self.config.local_startup_timeout).start()
             self._say(f"local model {self._server.alias} ready on {self._server.base_url}")
-        return build_target(self.config, local_base_url=self._server.base_url,
-                            local_model=self._server.alias)
+        return self._server
 
     def _say(self, line: str) -> None:
         """A progress line on the terminal, live: suites run inside a test item's setup, where
@@ -320,6 +324,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def harness_config(request: pytest.FixtureRequest) -> HarnessConfig:
     """The resolved harness configuration."""
     return request.config.stash[_STATE].config
+
+
+@pytest.fixture(scope="session")
+def local_model_server(request: pytest.FixtureRequest):
+    """The embedded model's OpenAI-compatible server (SmolLM2 behind llama.cpp on 127.0.0.1),
+    health-checked; the suites share it, and it is stopped at the end of the session."""
+    return request.config.stash[_STATE].local_server()
 
 
 @pytest.fixture

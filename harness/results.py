@@ -116,6 +116,14 @@ class ResultTable:
             hows = ("rate", "count") if self.is_pass_fail(metric) else ("mean", "p50", "p95", "max")
             for how in hows:
                 out[f"{metric}/{how}"] = AGGREGATES[how](values)
+        # per category (a case attribute), so a regression in one category is not averaged away
+        by_category: dict[str, list[float]] = {}
+        for row in self.rows:
+            category = row.case.attributes.get("category")
+            if category is not None:
+                by_category.setdefault(str(category), []).append(float(row.passed))
+        for category, passed in sorted(by_category.items()):
+            out[f"{CASE_PASS}/rate/category={category}"] = AGGREGATES["rate"](passed)
         return out
 
     def critical_failures(self) -> list[CaseResult]:

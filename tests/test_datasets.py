@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.datasets import Case, Dataset, DatasetError, load
-from harness.scorers.quality import CHECKS
+from harness.scorers import CHECKS
 
 REAL_DATASET = Path(__file__).parents[1] / "datasets/quality/cases.jsonl"
 

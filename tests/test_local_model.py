@@ -45,3 +45,10 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(LocalModelError, match="model file not found"):
         LocalModelServer(tmp_path / "nope.gguf")
+
+
+def test_session_fixture_serves_the_model(local_model_server):
+    import openai
+
+    client = openai.OpenAI(base_url=local_model_server.base_url, api_key="not-needed")
+    assert [m.id for m in client.models.list().data] == [local_model_server.alias]

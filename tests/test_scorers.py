@@ -14,9 +14,10 @@ from harness.datasets import Case
 from harness.gates import Criterion, CriteriaError, Verdict, evaluate, load_criteria
 from harness.results import CASE_PASS, ERROR, CaseResult, ResultTable, _merge
 from harness.scorers.base import Score
+from harness.scorers import CHECKS, score_case
 from harness.scorers.quality import (
-    CHECKS, contains, exact_match, json_check, length_check, list_items, normalize,
-    not_contains, parse_json_answer, regex, rouge_l, score_case, token_f1,
+    contains, exact_match, json_check, length_check, list_items, normalize,
+    not_contains, parse_json_answer, regex, rouge_l, token_f1,
 )
 from harness.targets.base import Response
 
@@ -599,14 +600,29 @@ def test_evaluate_fails_closed_without_criteria(criteria):
     assert "cannot decide: no promotion criteria" in verdict.report()
 
 
+def _result(verdict, name):
+    return next(r for r in verdict.results if r.criterion.name == name)
+
+
 def test_evaluate_fails_closed_when_metric_absent():
     verdict = evaluate("quality", _table(10, 0), [Criterion("case_pass", "rate", ">=", 0.8),
                                                   Criterion("token_f1", "mean", ">=", 0.5)])
     assert verdict.passed is False
-    absent = verdict.results[1]
+    absent = _result(verdict, "token_f1/mean")
     assert absent.value is None and absent.passed is False
     assert absent.note == "no case produced this metric"
-    assert verdict.results[0].passed is True
+    assert _result(verdict, "case_pass/rate").passed is True
+
+
+def test_default_error_budget_applies_unless_declared():
+    table = ResultTable.build([make_case("a"), make_case("b")],
+                              [ok("x"), Response(text="", latency_s=0.1, error="HTTP 503")], score_case)
+    implicit = evaluate("q", table, [Criterion("latency_s", "max", "<", 10)])
+    assert [r.criterion.name for r in implicit.results] == ["error/rate", "latency_s/max"]
+    assert implicit.passed is False and _result(implicit, "error/rate").value == 0.5
+    # a declared budget replaces the default one instead of doubling it
+    budget = evaluate("q", table, [Criterion("error", "rate", "<=", 0.5)])
+    assert [r.criterion.name for r in budget.results] == ["error/rate"] and budget.passed
 
 
 def test_evaluate_fails_with_no_cases():
@@ -654,4 +670,4 @@ def test_verdict_with_nan_value_fails():
     assert verdict.passed is True  # baseline: nothing to fail
     table = ResultTable([CaseResult(make_case(), ok("x"), {"m": Score("m", math.nan)})])
     result = evaluate("q", table, [Criterion("m", "mean", "<=", 1.0)])
-    assert result.passed is False and math.isnan(result.results[0].value)
+    assert result.passed is False and math.isnan(_result(result, "m/mean").value)

@@ -1,5 +1,42 @@
-"""Scorers: pure functions of (case, response) -> Score. They know nothing of HTTP or MLflow."""
+"""Scorers: pure functions of (case, response) -> [Score]. They know nothing of HTTP or MLflow.
 
+Every check type a dataset may declare maps to one function here; `score_case` applies a case's
+checks to its response and adds the measurements every case gets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from harness.datasets import Case
 from harness.scorers.base import Score
+from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
+from harness.scorers.safety import canary_check, leak_check, refusal_check
+from harness.targets.base import Response
 
-__all__ = ["Score"]
+__all__ = ["CHECKS", "Score", "score_case"]
+
+CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
+    **QUALITY_CHECKS,
+    "refusal": refusal_check,
+    "leak": leak_check,
+    "canary": canary_check,
+}
+
+
+def score_case(case: Case, response: Response) -> list[Score]:
+    """All scores of one response. A response with an error fails every check of its case (an
+    error is never a silent pass) and has no reference measurements."""
+    scores: list[Score] = []
+    if not response.ok:
+        reason = f"no answer: {response.error}"
+        scores.extend(Score(c["type"], 0.0, False, reason) for c in case.checks)
+    else:
+        scores.extend(CHECKS[c["type"]](response.text, c, case.expected) for c in case.checks)
+        if case.expected is not None:
+            scores.append(Score("token_f1", token_f1(response.text, case.expected)))
+            scores.append(Score("rouge_l", rouge_l(response.text, case.expected)))
+        if response.total_tokens is not None:
+            scores.append(Score("total_tokens", float(response.total_tokens)))
+    scores.append(Score("latency_s", response.latency_s))
+    return scores

@@ -1,9 +1,6 @@
-"""Quality scorers: pure functions of (case, response) -> Score.
-
-Pass/fail checks are declared per case in the dataset (`checks`); measurements against the
-reference (token F1, ROUGE-L) and of the call (latency, tokens) apply to every case that has
-what they need.
-"""
+"""Quality scorers: pure functions. Pass/fail checks take (answer, check, expected) and are
+declared per case in the dataset; token F1 and ROUGE-L measure an answer against its reference.
+`harness.scorers.score_case` applies them to a case."""
 
 from __future__ import annotations
 
@@ -14,9 +11,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-from harness.datasets import Case
 from harness.scorers.base import Score
-from harness.targets.base import Response
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -115,7 +110,7 @@ def list_items(answer: str, check: Mapping[str, Any], expected: str | None) -> S
     return Score("list_items", float(ok), ok, "" if ok else f"{count} list items, expected {check['count']}")
 
 
-CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
+QUALITY_CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
     "exact_match": exact_match,
     "contains": contains,
     "not_contains": not_contains,
@@ -150,23 +145,3 @@ def _rouge_scorer():
 def rouge_l(answer: str, reference: str) -> float:
     """ROUGE-L F-measure (rouge-score package, Porter stemming)."""
     return _rouge_scorer().score(reference, answer)["rougeL"].fmeasure
-
-
-# --- per case ---------------------------------------------------------------------------------
-
-def score_case(case: Case, response: Response) -> list[Score]:
-    """All quality scores of one response. A response with an error fails every check of its
-    case (an error is never a silent pass) and has no reference measurements."""
-    scores: list[Score] = []
-    if not response.ok:
-        reason = f"no answer: {response.error}"
-        scores.extend(Score(c["type"], 0.0, False, reason) for c in case.checks)
-    else:
-        scores.extend(CHECKS[c["type"]](response.text, c, case.expected) for c in case.checks)
-        if case.expected is not None:
-            scores.append(Score("token_f1", token_f1(response.text, case.expected)))
-            scores.append(Score("rouge_l", rouge_l(response.text, case.expected)))
-        if response.total_tokens is not None:
-            scores.append(Score("total_tokens", float(response.total_tokens)))
-    scores.append(Score("latency_s", response.latency_s))
-    return scores
