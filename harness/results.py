@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -123,7 +124,9 @@ class ResultTable:
             if category is not None:
                 by_category.setdefault(str(category), []).append(float(row.passed))
         for category, passed in sorted(by_category.items()):
-            out[f"{CASE_PASS}/rate/category={category}"] = AGGREGATES["rate"](passed)
+            # MLflow metric names allow letters, digits, _ - . space : / (no "=")
+            safe = re.sub(r"[^\w\-. :/]", "_", category)
+            out[f"{CASE_PASS}/rate/category/{safe}"] = AGGREGATES["rate"](passed)
         return out
 
     def critical_failures(self) -> list[CaseResult]:

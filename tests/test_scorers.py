@@ -671,3 +671,13 @@ def test_verdict_with_nan_value_fails():
     table = ResultTable([CaseResult(make_case(), ok("x"), {"m": Score("m", math.nan)})])
     result = evaluate("q", table, [Criterion("m", "mean", "<=", 1.0)])
     assert result.passed is False and math.isnan(_result(result, "m/mean").value)
+
+
+def test_summary_reports_pass_rate_per_category_under_mlflow_safe_names():
+    check = ({"type": "contains", "value": "yes"},)
+    cases = [Case(id=f"c{i}", messages=({"role": "user", "content": "q"},), checks=check,
+                  attributes=MappingProxyType({"category": cat})) for i, cat in enumerate(["a b", "a b", "x=y"])]
+    table = ResultTable.build(cases, [ok("yes"), ok("no"), ok("yes")], score_case)
+    summary = table.summary()
+    assert summary["case_pass/rate/category/a b"] == 0.5
+    assert summary["case_pass/rate/category/x_y"] == 1.0
