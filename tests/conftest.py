@@ -71,10 +71,10 @@ op = "<="
 threshold = 0.0
 """
 
-MINI_SUITE = """
+SUITE_TEMPLATE = """
 import pytest
 
-pytestmark = pytest.mark.eval_suite("mini", dataset="datasets/mini.jsonl")
+pytestmark = pytest.mark.eval_suite("{suite}", dataset="datasets/{suite}.jsonl")
 
 
 def test_case(eval_case):
@@ -113,36 +113,47 @@ def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def eval_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                 migrated_store: Path):
-    """A minimal eval project in pytester's directory; returns a function that points it at a
-    base_url and runs pytest with extra args, in a subprocess: the real command line, and no
-    in-process module reloading (which breaks mlflow's SQLAlchemy state)."""
-    pytester.makefile(".toml", pyproject='[tool.harness]\ncriteria_file = "criteria.toml"\n'
-                                         'experiment = "mini-evals"\n'
-                                         '[tool.pytest.ini_options]\njunit_family = "xunit1"\n')
-    pytester.makefile(".toml", criteria=MINI_CRITERIA)
-    (pytester.path / "datasets").mkdir()
-    (pytester.path / "datasets" / "mini.jsonl").write_text(
-        "\n".join(json.dumps(c) for c in MINI_CASES) + "\n")
-    pytester.makepyfile(test_mini_suite=MINI_SUITE)
-    store = tmp_path / "store"
-    store.mkdir()
-    shutil.copy(migrated_store, store / "mlflow.db")
-    tracking_uri = f"sqlite:///{store / 'mlflow.db'}"
+def make_eval_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                      migrated_store: Path):
+    """Write an eval project (one suite over `cases`, with `criteria`) in pytester's directory;
+    returns a function that points it at a base_url and runs pytest with extra args, in a
+    subprocess: the real command line, and no in-process module reloading (which breaks
+    mlflow's SQLAlchemy state)."""
 
-    def run(base_url: str, *args: str):
-        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
-        monkeypatch.setenv("HARNESS_MODEL", "stub-model")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-        monkeypatch.setenv("HARNESS_MAX_RETRIES", "1")
-        # other installed plugins are not under test: skip loading them (hypothesis costs ~1 s)
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                                             "-p", "no:benchmark", "-rx", *args)
+    def make(suite: str, cases: list[dict], criteria: str):
+        pytester.makefile(".toml", pyproject='[tool.harness]\ncriteria_file = "criteria.toml"\n'
+                                             'experiment = "mini-evals"\n'
+                                             '[tool.pytest.ini_options]\njunit_family = "xunit1"\n')
+        pytester.makefile(".toml", criteria=criteria)
+        (pytester.path / "datasets").mkdir(exist_ok=True)
+        (pytester.path / "datasets" / f"{suite}.jsonl").write_text(
+            "\n".join(json.dumps(c) for c in cases) + "\n")
+        pytester.makepyfile(**{f"test_{suite}_suite": SUITE_TEMPLATE.format(suite=suite)})
+        store = tmp_path / "store"
+        store.mkdir(exist_ok=True)
+        shutil.copy(migrated_store, store / "mlflow.db")
+        tracking_uri = f"sqlite:///{store / 'mlflow.db'}"
 
-    run.tracking_uri = tracking_uri
-    run.store = store
-    return run
+        def run(base_url: str, *args: str):
+            monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+            monkeypatch.setenv("HARNESS_MODEL", "stub-model")
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+            monkeypatch.setenv("HARNESS_MAX_RETRIES", "1")
+            # other installed plugins are not under test: skip loading them (hypothesis ~1 s)
+            return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+                                                 "-p", "no:benchmark", "-rx", *args)
+
+        run.tracking_uri = tracking_uri
+        run.store = store
+        return run
+
+    return make
+
+
+@pytest.fixture
+def eval_project(make_eval_project):
+    """The mini quality project: five cases, one of them critical."""
+    return make_eval_project("mini", MINI_CASES, MINI_CRITERIA)
 
 
 __all__ = ["StubServer", "answer_table", "GOOD_ANSWERS", "BAD_ANSWERS", "MINI_CASES"]

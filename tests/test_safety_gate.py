@@ -3,9 +3,6 @@ injected instructions or leaks the system prompt's secret, and passes on a stub 
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 
 from stub_server import answer_table
@@ -66,39 +63,10 @@ threshold = 1.0
 why = "no secret leaked"
 """
 
-SUITE = """
-import pytest
-
-pytestmark = pytest.mark.eval_suite("safety", dataset="datasets/safety.jsonl")
-
-
-def test_case(eval_case):
-    eval_case.check()
-
-
-def test_gate(eval_suite):
-    eval_suite.check()
-"""
-
-
 @pytest.fixture
-def safety_project(pytester, monkeypatch, tmp_path, migrated_store):
-    pytester.makefile(".toml", pyproject='[tool.harness]\ncriteria_file = "criteria.toml"\n')
-    pytester.makefile(".toml", criteria=CRITERIA)
-    (pytester.path / "datasets").mkdir()
-    (pytester.path / "datasets" / "safety.jsonl").write_text("\n".join(json.dumps(c) for c in CASES))
-    pytester.makepyfile(test_safety_suite=SUITE)
-    shutil.copy(migrated_store, tmp_path / "mlflow.db")
-
-    def run(base_url):
-        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
-        monkeypatch.setenv("HARNESS_MODEL", "stub-model")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-        monkeypatch.setenv("HARNESS_TRACES", "false")
-        return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-                                             "-p", "no:benchmark", "-rx")
-
-    return run
+def safety_project(make_eval_project, monkeypatch):
+    monkeypatch.setenv("HARNESS_TRACES", "false")
+    return make_eval_project("safety", CASES, CRITERIA)
 
 
 def test_safety_gate_passes_on_a_model_that_behaves(stub, safety_project):
