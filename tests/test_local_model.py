@@ -32,7 +32,7 @@ def test_embedded_server_answers_real_questions_and_stops(tmp_path):
         port = server.port
         target = build_target(load_config(tmp_path, env={}), local_base_url=server.base_url,
                               local_model=server.alias)
-        responses = engine.run(cases, target, concurrency=1)
+        responses = engine.run(cases, target, engine.EngineSettings(concurrency=1)).first
     assert all(r.ok for r in responses), [r.error for r in responses]
     assert all(r.text.strip() and r.completion_tokens and r.completion_tokens > 0 for r in responses)
     assert responses[0].model and "SmolLM2" in responses[0].model
