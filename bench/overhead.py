@@ -303,7 +303,7 @@ def report(h: dict, g: dict | None, profile: bool, load: tuple[tuple, tuple]) ->
           " (other processes on the machine skew the figures; rerun when quiet)")
     print("  answers are in-memory Response objects (text = the case's `expected`, latency 0):")
     print("  equivalent to a zero-latency stub endpoint; the HTTP client is not measured.")
-    print(f"  one warm-up run per side first (mlflow import, SQLite schema creation, first")
+    print("  one warm-up run per side first (mlflow import, SQLite schema creation, first")
     print(f"  rouge-score import excluded); harness warm-up took {h['warmup_s']:.1f} s"
           + (f", genai.evaluate warm-up {g['warmup_s']:.1f} s" if g else "") + ".")
     print()

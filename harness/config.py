@@ -21,7 +21,7 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed (a usage error, not a gate failure)."""
 
 
-def _to_bool(value: Any) -> bool:
+def to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -89,16 +89,16 @@ class HarnessConfig:
     tokens_per_minute: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
                                                "HARNESS_TPM", "--harness-tpm",
                                                doc="client-side token rate limit (prompt estimate + max_tokens)")
-    adaptive_concurrency: bool = _setting(True, _to_bool, "HARNESS_ADAPTIVE_CONCURRENCY",
+    adaptive_concurrency: bool = _setting(True, to_bool, "HARNESS_ADAPTIVE_CONCURRENCY",
                                           doc="halve concurrency on HTTP 429, regrow on success (AIMD)")
     breaker_after: int = _setting(10, int, "HARNESS_BREAKER_AFTER",
                                   doc="consecutive failed cases after which the rest are not attempted")
     # --- journal, replay, local results --------------------------------------------------------
     journal_dir: str = _setting(".harness/journal", str, "HARNESS_JOURNAL", "--harness-journal",
                                 doc="where finished cases are journalled as they complete ('' = off)")
-    resume: bool = _setting(True, _to_bool, "HARNESS_RESUME", "--harness-resume",
+    resume: bool = _setting(True, to_bool, "HARNESS_RESUME", "--harness-resume",
                             doc="reuse the answers of an interrupted run of the same suite and target")
-    replay: bool = _setting(False, _to_bool, "HARNESS_REPLAY", "--harness-replay",
+    replay: bool = _setting(False, to_bool, "HARNESS_REPLAY", "--harness-replay",
                             doc="re-score the journalled answers: no model calls at all")
     results_dir: str = _setting(".harness/results", str, "HARNESS_RESULTS", "--harness-results",
                                 doc="each suite's verdict and per-case table as JSON, written even "
@@ -117,7 +117,7 @@ class HarnessConfig:
     tracking_uri: str | None = _setting(None, _opt_str, "MLFLOW_TRACKING_URI", "--harness-tracking-uri",
                                         doc="default: sqlite:///mlflow.db in the project root")
     experiment: str = _setting("harness-evals", str, "HARNESS_EXPERIMENT", "--harness-experiment")
-    traces: bool = _setting(True, _to_bool, "HARNESS_TRACES", "--harness-traces",
+    traces: bool = _setting(True, to_bool, "HARNESS_TRACES", "--harness-traces",
                             doc="trace every model call in MLflow (mlflow.openai.autolog); "
                                 "false saves ~35 ms per call on a SQLite store")
     # not a setting: where relative paths resolve (the pytest rootdir or the cwd)

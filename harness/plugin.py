@@ -26,14 +26,14 @@ from typing import Any, Callable
 
 import pytest
 
-from harness.config import ConfigError, HarnessConfig, _to_bool, load_config, settings
-from harness.datasets import Case, Dataset, DatasetError, load
-from harness.gates import CriteriaError, Verdict, evaluate, load_criteria
+from harness.config import ConfigError, HarnessConfig, load_config, settings, to_bool
+from harness.datasets import Case, Dataset, load
+from harness.gates import Verdict, evaluate, load_criteria
 from harness.journal import Journal
 from harness.results import CaseResult, ResultTable
 from harness.scorers import score_case
-from harness.targets.base import Response
 from harness.scorers.base import Score
+from harness.targets.base import Response
 
 _STATE = pytest.StashKey["HarnessSession"]()
 MARKER = "eval_suite"
@@ -45,7 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if not meta["option"]:
             continue
         help_text = meta["doc"] or name.replace("_", " ")
-        if meta["parse"] is _to_bool:  # flags: --harness-replay / --harness-no-replay
+        if meta["parse"] is to_bool:  # flags: --harness-replay / --harness-no-replay
             group.addoption(meta["option"], dest=f"harness_{name}", default=None,
                             action="store_const", const=True, help=help_text)
             group.addoption(meta["option"].replace("--harness-", "--harness-no-"), dest=f"harness_{name}",
@@ -212,30 +212,28 @@ class HarnessSession:
             return cached
         try:
             run = self._run_suite(name, dataset_path, scorer or score_case)
-        except (ConfigError, DatasetError, CriteriaError) as exc:
-            self._runs[name] = exc
-            raise
-        except Exception as exc:  # e.g. the local server failed to start: same error for each item
-            self._runs[name] = exc
+        except Exception as exc:  # e.g. bad criteria, the server did not start: the same error
+            self._runs[name] = exc  # for every item of the suite, without trying again
             raise
         self._runs[name] = run
         self.order.append(name)
         return run
 
     def _run_suite(self, name: str, dataset_path: str, scorer) -> SuiteRun:
+        """dataset -> target -> engine -> scorers -> results -> gate -> local record -> MLflow."""
         from harness import engine, tracking
 
+        config = self.config
         dataset, full_size = self.dataset(dataset_path)
         criteria = self.criteria().get(name)
         target = self._target()
         info = target.describe()
         traces = None
-        if self.config.traces and not self.config.replay:
+        if config.traces and not config.replay:
             try:
-                traces = tracking.begin_traces(self.config.effective_tracking_uri(), self.config.experiment)
+                traces = tracking.begin_traces(config.effective_tracking_uri(), config.experiment)
             except tracking.TrackingError as exc:
                 self._say(f"suite '{name}': going on without traces: {exc}")
-        config = self.config
         journal = None
         if config.journal_dir:
             journal = Journal.for_suite(config.path(config.journal_dir), name, info)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import GOOD_ANSWERS, MINI_CASES
-from stub_server import Fault, answer_table
+from stub_server import answer_table
 
 SECRET = "sk-test-NEVER-STORED-77aa"
 
