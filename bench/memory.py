@@ -65,7 +65,7 @@ def main() -> None:
     verdict = evaluate("synthetic", table, [Criterion("case_pass", "rate", ">=", 0.99)])
     after_scoring = peak_mb()
     tracking.write_local_record(work / "results", suite="synthetic", table=table, verdict=verdict,
-                                dataset=dataset, target_info={"target": "instant"}, extra_metrics={})
+                                dataset=dataset, target_info={"target": "instant"})
     run_id = tracking.log_suite_run(
         suite="synthetic", table=table, verdict=verdict, dataset=dataset,
         target_info={"target": "instant", "model": "instant"}, settings={},

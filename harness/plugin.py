@@ -262,19 +262,20 @@ class HarnessSession:
         settings_to_log = {k: v for k, v in config.public_params().items()
                            if k != "tracking_uri"}  # a URI may carry credentials
         settings_to_log["concurrency"] = config.effective_concurrency()
-        engine_metrics = {"engine/calls": stats.calls, "engine/reused": stats.reused,
-                          "engine/elapsed_s": stats.elapsed_s,
-                          "engine/final_concurrency": stats.final_concurrency,
-                          "engine/breaker_opened": float(stats.breaker_opened)}
+        metrics = {**table.summary(),
+                   "engine/calls": stats.calls, "engine/reused": stats.reused,
+                   "engine/elapsed_s": stats.elapsed_s,
+                   "engine/final_concurrency": stats.final_concurrency,
+                   "engine/breaker_opened": float(stats.breaker_opened)}
         run.local_record = tracking.write_local_record(
             config.path(config.results_dir), suite=name, table=table, verdict=verdict,
-            dataset=dataset, target_info=info, extra_metrics=engine_metrics)
+            dataset=dataset, target_info=info, metrics=metrics)
         try:
             run.run_id = tracking.log_suite_run(
                 suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
                 settings=settings_to_log, tracking_uri=config.effective_tracking_uri(),
                 experiment=config.experiment, root=config.root, traces=traces,
-                extra_metrics=engine_metrics)
+                metrics=metrics)
         except tracking.TrackingError as exc:
             run.tracking_error = str(exc)
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "

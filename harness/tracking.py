@@ -99,7 +99,7 @@ def _link_traces(client, window: TraceWindow, run_id: str) -> int:
 
 def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdict: Verdict,
                        dataset: Dataset, target_info: Mapping[str, Any],
-                       extra_metrics: Mapping[str, float]) -> Path:
+                       metrics: Mapping[str, float] | None = None) -> Path:
     """The suite's verdict, metrics and per-case table as JSON on local disk, written before
     MLflow is tried, so an unreachable tracking store loses nothing."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdi
         "dataset": {"name": dataset.name, "path": str(dataset.path), "digest": dataset.digest},
         "target": dict(target_info),
         "verdict": verdict.to_dict(),
-        "metrics": {**table.summary(), **extra_metrics},
+        "metrics": dict(metrics) if metrics is not None else table.summary(),
     }, ensure_ascii=False, default=str)
     # the per-case table is serialized by pandas in one pass: no list of per-row dicts
     cases = _table_frame(table).to_json(orient="records", force_ascii=False)
@@ -182,8 +182,9 @@ def _dataset_frame(dataset: Dataset):
 def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: Dataset,
                   target_info: Mapping[str, Any], settings: Mapping[str, Any], tracking_uri: str,
                   experiment: str, root: Path, traces: TraceWindow | None = None,
-                  extra_metrics: Mapping[str, float] | None = None) -> str:
-    """Record one suite run; returns the run id. Raises TrackingError if MLflow fails."""
+                  metrics: Mapping[str, float] | None = None) -> str:
+    """Record one suite run; returns the run id. Raises TrackingError if MLflow fails.
+    `metrics` defaults to the table's summary; callers with more (engine figures) pass all."""
     quiet_mlflow_environment()
     with warnings.catch_warnings():
         # MLflow's own deprecation noise (SQLAlchemy, pandas) is not the user's to act on
@@ -191,11 +192,11 @@ def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: 
         return _log_suite_run(suite=suite, table=table, verdict=verdict, dataset=dataset,
                               target_info=target_info, settings=settings, tracking_uri=tracking_uri,
                               experiment=experiment, root=root, traces=traces,
-                              extra_metrics=extra_metrics or {})
+                              metrics=dict(metrics) if metrics is not None else table.summary())
 
 
 def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tracking_uri,
-                   experiment, root, traces, extra_metrics) -> str:
+                   experiment, root, traces, metrics) -> str:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
@@ -227,7 +228,7 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
         }
         client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in {**table.summary(), **extra_metrics}.items()]
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
             + [Metric("gate/passed", float(verdict.passed), now, 0)],
             params=[Param(k, "" if v is None else str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
