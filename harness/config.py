@@ -42,6 +42,10 @@ def _opt_int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
 
 
+def _opt_float(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
 def _opt_str(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
@@ -79,14 +83,14 @@ class HarnessConfig:
     concurrency: int | None = _setting(None, _opt_int, "HARNESS_CONCURRENCY", "--harness-concurrency",
                                        doc="requests in flight per suite (default: 1 for the embedded "
                                            "server, which answers one request at a time; 8 otherwise)")
-    deadline_s: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
+    deadline_s: float | None = _setting(None, _opt_float,
                                         "HARNESS_DEADLINE", "--harness-deadline",
                                         doc="seconds for a whole suite's querying; cases not answered "
                                             "by then end as errors")
-    requests_per_minute: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
+    requests_per_minute: float | None = _setting(None, _opt_float,
                                                  "HARNESS_RPM", "--harness-rpm",
                                                  doc="client-side request rate limit")
-    tokens_per_minute: float | None = _setting(None, lambda v: None if v in (None, "") else float(v),
+    tokens_per_minute: float | None = _setting(None, _opt_float,
                                                "HARNESS_TPM", "--harness-tpm",
                                                doc="client-side token rate limit (prompt estimate + max_tokens)")
     adaptive_concurrency: bool = _setting(True, to_bool, "HARNESS_ADAPTIVE_CONCURRENCY",

@@ -15,6 +15,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness.paths import slug
 from harness.targets.base import Response
 
 _RESPONSE_FIELDS = {f.name for f in fields(Response)}
@@ -42,8 +43,7 @@ class Journal:
 
     @classmethod
     def for_suite(cls, directory: Path, suite: str, identity: Mapping[str, Any]) -> "Journal":
-        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suite)
-        return cls(directory / f"{slug}-{identity_hash(identity)}.jsonl")
+        return cls(directory / f"{slug(suite)}-{identity_hash(identity)}.jsonl")
 
     def load(self) -> dict[str, Response]:
         """Stored answers by request key (errors are not kept: a rerun asks again)."""

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from harness import __version__
 from harness.datasets import Dataset
 from harness.gates import Verdict
+from harness.paths import slug
 from harness.results import ResultTable
 
 RESULTS_ARTIFACT = "eval_results.json"
@@ -103,8 +104,7 @@ def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdi
     """The suite's verdict, metrics and per-case table as JSON on local disk, written before
     MLflow is tried, so an unreachable tracking store loses nothing."""
     directory.mkdir(parents=True, exist_ok=True)
-    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in suite)
-    path = directory / f"{slug}.json"
+    path = directory / f"{slug(suite)}.json"
     header = json.dumps({
         "suite": suite,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "digest": dataset.digest},
@@ -134,8 +134,7 @@ def _experiment_id(client, name: str, tracking_uri: str) -> str:
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         if not db.is_absolute():
             db = Path.cwd() / db
-        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-        location = (db.parent / "mlruns" / slug).as_uri()
+        location = (db.parent / "mlruns" / slug(name)).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 
