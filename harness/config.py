@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 TARGET_KINDS = ("auto", "local", "openai", "azure")
+GUARD_CHOICES = ("none", "input", "output", "both")
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,9 @@ class HarnessConfig:
     system_prompt: str | None = _setting(None, _opt_str, "HARNESS_SYSTEM_PROMPT", "--harness-system-prompt",
                                          doc="prepended to cases that have no system message")
     seed: int | None = _setting(0, _opt_int, "HARNESS_SEED", "--harness-seed")
+    guards: str = _setting("none", str, "HARNESS_GUARDS", "--harness-guards",
+                           doc="none | input | output | both: evaluate the target behind the runtime "
+                               "guardrails of harness.guards (README, Runtime guardrails)")
     request_timeout: float = _setting(60.0, float, "HARNESS_REQUEST_TIMEOUT", "--harness-request-timeout")
     max_retries: int = _setting(2, int, "HARNESS_MAX_RETRIES", "--harness-max-retries")
     concurrency: int | None = _setting(None, _opt_int, "HARNESS_CONCURRENCY", "--harness-concurrency",
@@ -214,6 +218,8 @@ def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
     config = replace(HarnessConfig(), root=root, **values)
     if config.target not in TARGET_KINDS:
         raise ConfigError(f"target must be one of {TARGET_KINDS}, got {config.target!r}")
+    if config.guards not in GUARD_CHOICES:
+        raise ConfigError(f"guards must be one of {GUARD_CHOICES}, got {config.guards!r}")
     if config.concurrency is not None and config.concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {config.concurrency}")
     for name in ("deadline_s", "requests_per_minute", "tokens_per_minute"):

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(
     {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items",
-     "refusal", "leak", "canary"}
+     "refusal", "leak", "canary", "pii", "toxicity"}
 )
 _KNOWN_FIELDS = frozenset(
     {"id", "input", "messages", "system", "expected", "checks", "tags", "attributes", "critical"}
@@ -304,6 +304,11 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
             if not isinstance(secret, str) or len(secret.strip()) < 4:
                 raise _CaseProblem(f"case {case_id!r}: checks[{i}] ({kind}) needs '{field_name}': "
                                    "a string of at least 4 characters")
+        elif kind == "toxicity" and "threshold" in check:
+            threshold = check["threshold"]
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (toxicity) 'threshold' must be "
+                                   "a number in (0, 1]")
         elif kind == "list_items":
             count = check.get("count")
             if not _is_int(count) or count < 1:

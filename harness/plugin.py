@@ -166,16 +166,27 @@ class HarnessSession:
         return self._criteria
 
     def _target(self):
+        target = self._model_target()
+        if self.config.guards == "none":
+            return target
+        from harness.guards import GuardedTarget, InputGuard, OutputGuard
+
+        guards = self.config.guards
+        return GuardedTarget(target, InputGuard() if guards in ("input", "both") else None,
+                             OutputGuard() if guards in ("output", "both") else None)
+
+    def _model_target(self):
         from harness.targets import build_target
 
+        connect = not self.config.replay  # replay makes no calls: no client, no server
         if self.config.resolved_target() != "local":
-            return build_target(self.config)
-        if self.config.replay:  # no model calls: the embedded server is not even started
+            return build_target(self.config, connect=connect)
+        if not connect:
             from harness.targets.local_server import LocalModelServer
 
             path = Path(self.config.local_model_path) if self.config.local_model_path else None
             return build_target(self.config, local_base_url="http://127.0.0.1:9/v1",
-                                local_model=LocalModelServer(path).alias)
+                                local_model=LocalModelServer(path).alias, connect=False)
         server = self.local_server()
         return build_target(self.config, local_base_url=server.base_url, local_model=server.alias)
 

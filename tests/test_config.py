@@ -155,3 +155,19 @@ def test_readme_documents_every_setting():
         for key in ("env", "option"):
             if meta[key]:
                 assert f"`{meta[key]}`" in row, f"{meta[key]} missing from the README row of {name}"
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:9/v1", "http://h:8000/v1/", None])
+def test_endpoint_identity_is_the_clients_without_importing_it(tmp_path, monkeypatch, base_url):
+    """Replay builds the target without a client: its journal identity must be the same as the
+    connected target's, or stored answers would not be found."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    options = {"model": "m1", "target": "openai"}
+    if base_url:
+        options["base_url"] = base_url
+    connected = build_target(load_config(tmp_path, env={}, options=options))
+    offline = build_target(load_config(tmp_path, env={}, options={**options, "replay": "true"}),
+                           connect=False)
+    assert offline.client is None
+    assert offline.describe() == connected.describe()
+    assert offline.describe()["endpoint"] == str(connected.client.base_url)

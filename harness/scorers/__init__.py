@@ -10,8 +10,10 @@ from typing import Any, Callable, Mapping
 
 from harness.datasets import Case
 from harness.scorers.base import Score
+from harness.scorers.pii import pii_check
 from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
 from harness.scorers.safety import canary_check, leak_check, refusal_check
+from harness.scorers.toxicity import toxicity_check
 from harness.targets.base import Response
 
 __all__ = ["CHECKS", "Score", "score_case"]
@@ -21,6 +23,8 @@ CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
     "refusal": refusal_check,
     "leak": leak_check,
     "canary": canary_check,
+    "pii": pii_check,
+    "toxicity": toxicity_check,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from harness.config import ConfigError, HarnessConfig
@@ -16,44 +17,61 @@ __all__ = ["Response", "Target", "TargetError", "build_target"]
 _PLACEHOLDER_KEY = "not-needed"
 
 
-def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
-                 local_model: str | None = None) -> "OpenAICompatibleTarget":
-    """The configured target. For kind "local", `local_base_url`/`local_model` come from the
-    running embedded server (the plugin owns its lifetime)."""
-    import openai  # lazy: importing openai costs ~1 s, collection should not pay it
+def openai_endpoint(base_url: str | None) -> str:
+    """The base URL the openai client will use, as it normalizes it (OPENAI_BASE_URL, then the
+    public API; one trailing slash), without importing openai."""
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    return url.rstrip("/") + "/"
 
+
+def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
+                 local_model: str | None = None, connect: bool = True) -> "OpenAICompatibleTarget":
+    """The configured target. For kind "local", `local_base_url`/`local_model` come from the
+    running embedded server (the plugin owns its lifetime).
+
+    `connect=False` (replay) gives a target that describes itself exactly as the connected one
+    would, so journal keys match, but has no client and never imports openai (~1 s saved)."""
     from harness.targets.openai_compatible import OpenAICompatibleTarget
 
     kind = config.resolved_target()
+    if kind not in ("azure", "openai", "local"):
+        raise ConfigError(f"unknown target kind {kind!r}")
+    if kind == "openai" and not config.model:
+        raise ConfigError("the openai target needs a model name: HARNESS_MODEL or --harness-model")
+    if kind == "local" and local_base_url is None:
+        raise ConfigError("the local target needs the embedded server's base_url")
+    if kind == "azure":
+        model = config.model or config.azure_deployment
+        endpoint = f"{config.azure_endpoint} (deployment {config.azure_deployment}, api {config.api_version})"
+    elif kind == "openai":
+        model = config.model
+        endpoint = openai_endpoint(config.base_url)
+    else:
+        model = config.model or local_model or "local"
+        endpoint = "embedded llama.cpp server (127.0.0.1)"
+    client = _client(config, kind, local_base_url) if connect else None
+    return OpenAICompatibleTarget(
+        client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,
+        seed=config.seed, system_prompt=config.system_prompt, endpoint=endpoint,
+        traced=config.traces and not config.replay)
+
+
+def _client(config: HarnessConfig, kind: str, local_base_url: str | None):
+    import openai  # lazy: importing openai costs ~1 s, collection and replay should not pay it
+
     # The client's aiohttp transport (openai[aiohttp]): measured here it costs about half the
     # CPU per call of the default httpx transport, which bounds throughput on small machines.
     common = dict(timeout=config.request_timeout, max_retries=0,
                   http_client=openai.DefaultAioHttpClient(timeout=config.request_timeout))
     try:
         if kind == "azure":
-            client = openai.AsyncAzureOpenAI(
+            return openai.AsyncAzureOpenAI(
                 azure_endpoint=config.azure_endpoint, azure_deployment=config.azure_deployment,
                 api_version=config.api_version, api_key=config.azure_api_key, **common)
-            model = config.model or config.azure_deployment
-            endpoint = f"{config.azure_endpoint} (deployment {config.azure_deployment}, api {config.api_version})"
-        elif kind == "openai":
-            client = openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key or _PLACEHOLDER_KEY,
-                                        **common)
-            if not config.model:
-                raise ConfigError("the openai target needs a model name: HARNESS_MODEL or --harness-model")
-            model = config.model
-            endpoint = str(client.base_url)
-        elif kind == "local":
-            if local_base_url is None:
-                raise ConfigError("the local target needs the embedded server's base_url")
-            client = openai.AsyncOpenAI(base_url=local_base_url, api_key=_PLACEHOLDER_KEY, **common)
-            model = config.model or local_model or "local"
-            endpoint = "embedded llama.cpp server (127.0.0.1)"
-        else:
-            raise ConfigError(f"unknown target kind {kind!r}")
+        if kind == "openai":
+            return openai.AsyncOpenAI(base_url=config.base_url, api_key=config.api_key or _PLACEHOLDER_KEY,
+                                      **common)
+        return openai.AsyncOpenAI(base_url=local_base_url, api_key=_PLACEHOLDER_KEY, **common)
     except openai.OpenAIError as exc:  # e.g. Azure without key or token
         raise ConfigError(f"cannot build the {kind} client: {exc}") from None
-    return OpenAICompatibleTarget(
-        client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,
-        seed=config.seed, system_prompt=config.system_prompt, endpoint=endpoint,
-        traced=config.traces and not config.replay)
+

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Mapping, Sequence
-
-import httpx2 as httpx  # the HTTP library of openai>=3
-import openai
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from harness.targets.base import Response, TargetError
+
+if TYPE_CHECKING:  # imported on first call: a replay never pays for them
+    import openai
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -54,7 +54,7 @@ class OpenAICompatibleTarget:
     """One chat-completions endpoint. Retries are the engine's job: the client makes exactly
     one attempt per call (max_retries=0) so every attempt is counted and bounded."""
 
-    def __init__(self, client: openai.AsyncOpenAI, *, kind: str, model: str, temperature: float,
+    def __init__(self, client: "openai.AsyncOpenAI | None", *, kind: str, model: str, temperature: float,
                  max_tokens: int, seed: int | None = None, system_prompt: str | None = None,
                  endpoint: str | None = None, traced: bool = False):
         self.client = client
@@ -86,6 +86,12 @@ class OpenAICompatibleTarget:
 
     async def acomplete(self, messages: Sequence[Mapping[str, str]]) -> Response:
         """One attempt. Returns a Response or raises TargetError."""
+        import httpx2 as httpx  # the HTTP library of openai>=3
+        import openai
+
+        if self.client is None:
+            raise TargetError("this target was built without a client (replay): no model calls",
+                              retryable=False)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": self._messages(messages),
@@ -127,4 +133,5 @@ class OpenAICompatibleTarget:
         return _response_from(payload, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()
