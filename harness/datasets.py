@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(
     {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items",
-     "refusal", "leak", "canary", "pii", "toxicity"}
+     "refusal", "leak", "canary", "pii", "toxicity",
+     "decision", "sentiment", "bbq"}
 )
 _KNOWN_FIELDS = frozenset(
     {"id", "input", "messages", "system", "expected", "checks", "tags", "attributes", "critical"}
@@ -309,6 +310,17 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
                 raise _CaseProblem(f"case {case_id!r}: checks[{i}] (toxicity) 'threshold' must be "
                                    "a number in (0, 1]")
+        elif kind == "decision" and check.get("outcome", "binary") not in ("binary", "score"):
+            raise _CaseProblem(f"case {case_id!r}: checks[{i}] (decision) 'outcome' must be "
+                               "'binary' or 'score'")
+        elif kind == "bbq":
+            options = check.get("options")
+            indices = [check.get(k) for k in ("correct", "unknown", "stereotyped")]
+            if (not isinstance(options, list) or len(options) != 3
+                    or not all(isinstance(o, str) and o for o in options)
+                    or not all(_is_int(v) and 0 <= v < 3 for v in indices)):
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (bbq) needs 'options' (3 strings) "
+                                   "and 'correct', 'unknown', 'stereotyped' (option indices 0-2)")
         elif kind == "list_items":
             count = check.get("count")
             if not _is_int(count) or count < 1:

@@ -15,6 +15,9 @@ from typing import Any
 
 from harness.results import AGGREGATES, ERROR, ResultTable
 
+# `aggregate = "value"`: the criterion reads a metric the suite computed over all its cases (the
+# bias suites' disparities, flip rate, BBQ bias score), not an aggregate of per-case scores.
+SUITE_VALUE = "value"
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
@@ -32,7 +35,7 @@ class Criterion:
 
     @property
     def name(self) -> str:
-        return f"{self.metric}/{self.aggregate}"
+        return self.metric if self.aggregate == SUITE_VALUE else f"{self.metric}/{self.aggregate}"
 
     def describe(self) -> str:
         return f"{self.name} {self.op} {self.threshold:g}"
@@ -122,8 +125,9 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
                     ([f"missing {sorted(missing)}"] if missing else [])
                     + ([f"unknown {sorted(unknown)}"] if unknown else [])))
                 continue
-            if entry["aggregate"] not in AGGREGATES:
-                problems.append(f"{where}: aggregate {entry['aggregate']!r} not in {sorted(AGGREGATES)}")
+            if entry["aggregate"] not in AGGREGATES and entry["aggregate"] != SUITE_VALUE:
+                problems.append(f"{where}: aggregate {entry['aggregate']!r} not in "
+                                f"{sorted(AGGREGATES) + [SUITE_VALUE]}")
                 continue
             if entry["op"] not in OPS:
                 problems.append(f"{where}: op {entry['op']!r} not in {sorted(OPS)}")
@@ -144,7 +148,8 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
 DEFAULT_ERROR_BUDGET = Criterion(ERROR, "rate", "<=", 0.0, "default error budget: every case answered")
 
 
-def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None) -> Verdict:
+def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
+             suite_metrics: dict[str, float] | None = None) -> Verdict:
     problems = []
     if not criteria:
         problems.append(f"no promotion criteria declared for suite '{suite}'")
@@ -155,9 +160,14 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None) -
     if not any((c.metric, c.aggregate) == (ERROR, "rate") for c in applied):
         applied.insert(0, DEFAULT_ERROR_BUDGET)
     for criterion in applied:
-        value = table.aggregate(criterion.metric, criterion.aggregate)
-        if value is None:
-            results.append(CriterionResult(criterion, None, False, "no case produced this metric"))
+        if criterion.aggregate == SUITE_VALUE:
+            value = (suite_metrics or {}).get(criterion.metric)
+            missing = "the suite did not compute this metric"
+        else:
+            value = table.aggregate(criterion.metric, criterion.aggregate)
+            missing = "no case produced this metric"
+        if value is None or value != value:  # absent or NaN: cannot decide, fail closed
+            results.append(CriterionResult(criterion, None, False, missing))
         else:
             results.append(CriterionResult(criterion, value, bool(OPS[criterion.op](value, criterion.threshold))))
     critical = tuple(row.case.id for row in table.critical_failures())

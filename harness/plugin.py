@@ -20,7 +20,7 @@ case failed, or the harness could not run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +56,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}(name, dataset, scorer=None): an evaluation suite over a dataset file")
+        "markers", f"{MARKER}(name, dataset, scorer=None, loader=None, analysis=None, max_tokens=None): "
+                   "an evaluation suite over a dataset file")
     config.addinivalue_line("markers", "local_model: needs the real embedded local model")
     options = {name: config.getoption(f"harness_{name}", None) for name, meta in settings()
                if meta["option"]}
@@ -152,11 +153,12 @@ class HarnessSession:
         self._reporter = None
         self.order: list[str] = []
 
-    def dataset(self, path: str) -> tuple[Dataset, int]:
-        """The selected cases of a dataset, and the size of the full dataset."""
+    def dataset(self, path: str, loader: Callable[[Path], Dataset] | None = None) -> tuple[Dataset, int]:
+        """The selected cases of a dataset, and the size of the full dataset. `loader` reads
+        files that are not plain case JSONL (the bias suites' templates)."""
         full_path = self.config.path(path).resolve()
         if full_path not in self._datasets:
-            self._datasets[full_path] = load(full_path)
+            self._datasets[full_path] = (loader or load)(full_path)
         full = self._datasets[full_path]
         return full.select(self.config.tags, self.config.limit), len(full)
 
@@ -165,8 +167,8 @@ class HarnessSession:
             self._criteria = load_criteria(self.config.path(self.config.criteria_file))
         return self._criteria
 
-    def _target(self):
-        target = self._model_target()
+    def _target(self, max_tokens: int | None = None):
+        target = self._model_target(max_tokens)
         if self.config.guards == "none":
             return target
         from harness.guards import GuardedTarget, InputGuard, OutputGuard
@@ -175,20 +177,23 @@ class HarnessSession:
         return GuardedTarget(target, InputGuard() if guards in ("input", "both") else None,
                              OutputGuard() if guards in ("output", "both") else None)
 
-    def _model_target(self):
+    def _model_target(self, max_tokens: int | None = None):
         from harness.targets import build_target
 
-        connect = not self.config.replay  # replay makes no calls: no client, no server
-        if self.config.resolved_target() != "local":
-            return build_target(self.config, connect=connect)
+        config = self.config
+        if max_tokens is not None:  # a suite's cap: decisions need a line, not 256 tokens
+            config = replace(config, max_tokens=min(config.max_tokens, max_tokens))
+        connect = not config.replay  # replay makes no calls: no client, no server
+        if config.resolved_target() != "local":
+            return build_target(config, connect=connect)
         if not connect:
             from harness.targets.local_server import LocalModelServer
 
-            path = Path(self.config.local_model_path) if self.config.local_model_path else None
-            return build_target(self.config, local_base_url="http://127.0.0.1:9/v1",
+            path = Path(config.local_model_path) if config.local_model_path else None
+            return build_target(config, local_base_url="http://127.0.0.1:9/v1",
                                 local_model=LocalModelServer(path).alias, connect=False)
         server = self.local_server()
-        return build_target(self.config, local_base_url=server.base_url, local_model=server.alias)
+        return build_target(config, local_base_url=server.base_url, local_model=server.alias)
 
     def local_server(self):
         """The embedded model's server: started on first use, stopped when the session ends."""
@@ -214,15 +219,15 @@ class HarnessSession:
             self._reporter.ensure_newline()
             self._reporter.write_line(f"[harness] {line}")
 
-    def suite_run(self, name: str, dataset_path: str,
-                  scorer: Callable[[Case, Response], list[Score]] | None = None) -> SuiteRun:
+    def suite_run(self, spec: "SuiteSpec") -> SuiteRun:
+        name = spec.name
         cached = self._runs.get(name)
         if isinstance(cached, BaseException):
             raise cached
         if cached is not None:
             return cached
         try:
-            run = self._run_suite(name, dataset_path, scorer or score_case)
+            run = self._run_suite(spec)
         except Exception as exc:  # e.g. bad criteria, the server did not start: the same error
             self._runs[name] = exc  # for every item of the suite, without trying again
             raise
@@ -230,14 +235,15 @@ class HarnessSession:
         self.order.append(name)
         return run
 
-    def _run_suite(self, name: str, dataset_path: str, scorer) -> SuiteRun:
-        """dataset -> target -> engine -> scorers -> results -> gate -> local record -> MLflow."""
+    def _run_suite(self, spec: "SuiteSpec") -> SuiteRun:
+        """dataset -> target -> engine -> scorers -> results -> suite analysis -> gate -> local
+        record -> MLflow."""
         from harness import engine, tracking
 
-        config = self.config
-        dataset, full_size = self.dataset(dataset_path)
+        config, name = self.config, spec.name
+        dataset, full_size = self.dataset(spec.dataset, spec.loader)
         criteria = self.criteria().get(name)
-        target = self._target()
+        target = self._target(spec.max_tokens)
         info = target.describe()
         traces = None
         if config.traces and not config.replay:
@@ -264,8 +270,10 @@ class HarnessSession:
                       f"{stats.calls} model calls made")
         if stats.torn_journal_lines:
             self._say(f"suite '{name}': skipped {stats.torn_journal_lines} torn line(s) in {journal.path}")
-        table = ResultTable.build(dataset.cases, outcome.first, scorer)
-        verdict = evaluate(name, table, criteria)
+        table = ResultTable.build(dataset.cases, outcome.first, spec.scorer or score_case)
+        analysis = spec.analysis(table) if spec.analysis is not None else None
+        suite_metrics = analysis.metrics if analysis is not None else {}
+        verdict = evaluate(name, table, criteria, suite_metrics)
         duration = time.perf_counter() - started
         run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
                        subset_of=full_size if len(dataset) != full_size else None,
@@ -273,7 +281,7 @@ class HarnessSession:
         settings_to_log = {k: v for k, v in config.public_params().items()
                            if k != "tracking_uri"}  # a URI may carry credentials
         settings_to_log["concurrency"] = config.effective_concurrency()
-        metrics = {**table.summary(),
+        metrics = {**table.summary(), **suite_metrics,
                    "engine/calls": stats.calls, "engine/reused": stats.reused,
                    "engine/elapsed_s": stats.elapsed_s,
                    "engine/final_concurrency": stats.final_concurrency,
@@ -286,9 +294,16 @@ class HarnessSession:
                 suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
                 settings=settings_to_log, tracking_uri=config.effective_tracking_uri(),
                 experiment=config.experiment, root=config.root, traces=traces,
-                metrics=metrics)
+                metrics=metrics, tables=analysis.tables if analysis else None,
+                figures=analysis.figures if analysis else None)
         except tracking.TrackingError as exc:
             run.tracking_error = str(exc)
+        finally:
+            if analysis is not None and analysis.figures:
+                import matplotlib.pyplot as plt
+
+                for figure in analysis.figures.values():
+                    plt.close(figure)
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
                   f"gate {'PASSED' if verdict.passed else 'FAILED'} ({duration:.1f}s)")
         return run
@@ -302,7 +317,21 @@ class HarnessSession:
             self._server = None
 
 
-def _suite_marker(node: Any) -> tuple[str, str, Any]:
+@dataclass(frozen=True)
+class SuiteSpec:
+    """What the `eval_suite` marker declares: the suite's name (its criteria), its dataset file,
+    and optionally a per-case scorer, a loader for non-JSONL datasets, a suite-level analysis
+    (table -> harness.bias.SuiteAnalysis: metrics, tables, figures) and a max_tokens cap."""
+
+    name: str
+    dataset: str
+    scorer: Callable[[Case, Response], list[Score]] | None = None
+    loader: Callable[[Path], Dataset] | None = None
+    analysis: Callable[[ResultTable], Any] | None = None
+    max_tokens: int | None = None
+
+
+def _suite_marker(node: Any) -> SuiteSpec:
     marker = node.get_closest_marker(MARKER)
     if marker is None:
         raise pytest.UsageError(
@@ -311,15 +340,19 @@ def _suite_marker(node: Any) -> tuple[str, str, Any]:
     dataset = marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("dataset")
     if not name or not dataset:
         raise pytest.UsageError(f"{node.nodeid}: {MARKER} needs a name and a dataset")
-    return name, dataset, marker.kwargs.get("scorer")
+    unknown = set(marker.kwargs) - {"name", "dataset", "scorer", "loader", "analysis", "max_tokens"}
+    if unknown:
+        raise pytest.UsageError(f"{node.nodeid}: {MARKER} got unknown arguments {sorted(unknown)}")
+    return SuiteSpec(name, dataset, marker.kwargs.get("scorer"), marker.kwargs.get("loader"),
+                     marker.kwargs.get("analysis"), marker.kwargs.get("max_tokens"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "eval_case" not in metafunc.fixturenames:
         return
-    _, dataset_path, _ = _suite_marker(metafunc.definition)
+    spec = _suite_marker(metafunc.definition)
     state: HarnessSession = metafunc.config.stash[_STATE]
-    dataset, _ = state.dataset(dataset_path)  # DatasetError -> a collection error naming file:line
+    dataset, _ = state.dataset(spec.dataset, spec.loader)  # DatasetError -> a collection error naming file:line
     metafunc.parametrize("eval_case", [c.id for c in dataset.cases],
                          ids=[c.id for c in dataset.cases], indirect=True)
 
@@ -346,8 +379,7 @@ def local_model_server(request: pytest.FixtureRequest):
 @pytest.fixture
 def eval_suite(request: pytest.FixtureRequest) -> SuiteRun:
     """The suite run of the test's module (queried and scored on first use)."""
-    name, dataset, scorer = _suite_marker(request.node)
-    return request.config.stash[_STATE].suite_run(name, dataset, scorer)
+    return request.config.stash[_STATE].suite_run(_suite_marker(request.node))
 
 
 @pytest.fixture

@@ -181,9 +181,12 @@ def _dataset_frame(dataset: Dataset):
 def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: Dataset,
                   target_info: Mapping[str, Any], settings: Mapping[str, Any], tracking_uri: str,
                   experiment: str, root: Path, traces: TraceWindow | None = None,
-                  metrics: Mapping[str, float] | None = None) -> str:
+                  metrics: Mapping[str, float] | None = None,
+                  tables: Mapping[str, Any] | None = None, figures: Mapping[str, Any] | None = None) -> str:
     """Record one suite run; returns the run id. Raises TrackingError if MLflow fails.
-    `metrics` defaults to the table's summary; callers with more (engine figures) pass all."""
+    `metrics` defaults to the table's summary; callers with more (engine figures) pass all.
+    `tables` (name -> DataFrame) and `figures` (file name -> matplotlib Figure) are suite-level
+    artifacts, such as the bias suites' per-group table and chart."""
     quiet_mlflow_environment()
     with warnings.catch_warnings():
         # MLflow's own deprecation noise (SQLAlchemy, pandas) is not the user's to act on
@@ -191,11 +194,12 @@ def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: 
         return _log_suite_run(suite=suite, table=table, verdict=verdict, dataset=dataset,
                               target_info=target_info, settings=settings, tracking_uri=tracking_uri,
                               experiment=experiment, root=root, traces=traces,
-                              metrics=dict(metrics) if metrics is not None else table.summary())
+                              metrics=dict(metrics) if metrics is not None else table.summary(),
+                              tables=tables or {}, figures=figures or {})
 
 
 def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tracking_uri,
-                   experiment, root, traces, metrics) -> str:
+                   experiment, root, traces, metrics, tables, figures) -> str:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
@@ -238,6 +242,10 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
             source = mlflow.data.from_pandas(_dataset_frame(dataset), source=str(dataset.path),
                                              name=dataset.name, digest=dataset.digest)
             mlflow.log_input(source, context="evaluation")
+            for name, frame in tables.items():
+                mlflow.log_table(frame, artifact_file=f"{name}.json")
+            for name, figure in figures.items():
+                mlflow.log_figure(figure, name)
         if traces is not None:
             linked = _link_traces(client, traces, run_id)
             attempts = sum(row.response.attempts for row in table.rows)

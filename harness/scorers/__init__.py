@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 from harness.datasets import Case
 from harness.scorers.base import Score
+from harness.scorers.bias import bbq_check, decision_check, sentiment_check
 from harness.scorers.pii import pii_check
 from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
 from harness.scorers.safety import canary_check, leak_check, refusal_check
@@ -18,13 +19,18 @@ from harness.targets.base import Response
 
 __all__ = ["CHECKS", "Score", "score_case"]
 
-CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
+# A check returns one Score, or several (the bias checks measure more than one thing).
+CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score | list[Score]]] = {
     **QUALITY_CHECKS,
     "refusal": refusal_check,
     "leak": leak_check,
     "canary": canary_check,
     "pii": pii_check,
     "toxicity": toxicity_check,
+    # bias: outcomes measured per case, disparities computed per suite (harness.bias)
+    "decision": decision_check,
+    "sentiment": sentiment_check,
+    "bbq": bbq_check,
 }
 
 
@@ -36,7 +42,9 @@ def score_case(case: Case, response: Response) -> list[Score]:
         reason = f"no answer: {response.error}"
         scores.extend(Score(c["type"], 0.0, False, reason) for c in case.checks)
     else:
-        scores.extend(CHECKS[c["type"]](response.text, c, case.expected) for c in case.checks)
+        for check in case.checks:
+            outcome = CHECKS[check["type"]](response.text, check, case.expected)
+            scores.extend(outcome if isinstance(outcome, list) else [outcome])
         if case.expected is not None:
             scores.append(Score("token_f1", token_f1(response.text, case.expected)))
             scores.append(Score("rouge_l", rouge_l(response.text, case.expected)))

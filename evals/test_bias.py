@@ -1,0 +1,35 @@
+"""Bias suites, with Fairlearn as the metrics engine: counterfactual decisions (one template,
+only a protected attribute varied), open-ended descriptions scored for sentiment per group, and
+BBQ-style ambiguous-context questions. Per-case items show each outcome; the gate reads the
+suite-level disparities (criteria with aggregate = "value")."""
+
+import pytest
+
+from harness.bias import (analyze_ambiguous, analyze_decisions, analyze_descriptions, load_ambiguous,
+                          load_templates)
+
+
+class BiasSuite:
+    def test_case(self, eval_case):
+        eval_case.check()
+
+    def test_gate(self, eval_suite):
+        eval_suite.check()
+
+
+@pytest.mark.eval_suite("bias_decisions", dataset="datasets/bias/decisions.jsonl", loader=load_templates,
+                        analysis=analyze_decisions, max_tokens=48)
+class TestCounterfactualDecisions(BiasSuite):
+    pass
+
+
+@pytest.mark.eval_suite("bias_descriptions", dataset="datasets/bias/descriptions.jsonl", loader=load_templates,
+                        analysis=analyze_descriptions, max_tokens=128)
+class TestDescriptions(BiasSuite):
+    pass
+
+
+@pytest.mark.eval_suite("bias_ambiguous", dataset="datasets/bias/ambiguous.jsonl", loader=load_ambiguous,
+                        analysis=analyze_ambiguous, max_tokens=48)
+class TestAmbiguousContexts(BiasSuite):
+    pass
