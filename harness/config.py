@@ -101,6 +101,13 @@ class HarnessConfig:
                                           doc="halve concurrency on HTTP 429, regrow on success (AIMD)")
     breaker_after: int = _setting(10, int, "HARNESS_BREAKER_AFTER",
                                   doc="consecutive failed cases after which the rest are not attempted")
+    # --- optional LLM judge (any OpenAI-compatible endpoint) ----------------------------------
+    judge_base_url: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_BASE_URL", "--harness-judge-base-url",
+                                          doc="OpenAI-compatible endpoint of the judge model; with "
+                                              "judge_model set, safety answers are also judged")
+    judge_model: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_MODEL", "--harness-judge-model",
+                                       doc="the judge's model name (no judge when unset: offline scorers only)")
+    judge_api_key: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_API_KEY", secret=True)
     # --- journal, replay, local results --------------------------------------------------------
     journal_dir: str = _setting(".harness/journal", str, "HARNESS_JOURNAL", "--harness-journal",
                                 doc="where finished cases are journalled as they complete ('' = off)")
@@ -125,6 +132,9 @@ class HarnessConfig:
     tracking_uri: str | None = _setting(None, _opt_str, "MLFLOW_TRACKING_URI", "--harness-tracking-uri",
                                         doc="default: sqlite:///mlflow.db in the project root")
     experiment: str = _setting("harness-evals", str, "HARNESS_EXPERIMENT", "--harness-experiment")
+    label: str | None = _setting(None, _opt_str, "HARNESS_LABEL", "--harness-label",
+                                 doc="a name for this variant (e.g. baseline, debias-prompt, guarded): "
+                                     "added to the MLflow run names and tagged, for side-by-side comparison")
     traces: bool = _setting(True, to_bool, "HARNESS_TRACES", "--harness-traces",
                             doc="trace every model call in MLflow (mlflow.openai.autolog); "
                                 "false saves ~35 ms per call on a SQLite store")

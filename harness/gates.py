@@ -32,6 +32,7 @@ class Criterion:
     op: str
     threshold: float
     why: str = ""
+    only_with_judge: bool = False  # reads the LLM judge's scores: skipped when no judge is configured
 
     @property
     def name(self) -> str:
@@ -118,7 +119,7 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
             if not isinstance(entry, dict):
                 problems.append(f"{where}: must be a table with metric, aggregate, op, threshold")
                 continue
-            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why"}
+            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why", "only_with_judge"}
             missing = {"metric", "aggregate", "op", "threshold"} - set(entry)
             if unknown or missing:
                 problems.append(f"{where}: " + "; ".join(
@@ -136,8 +137,12 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
                 problems.append(f"{where}: threshold must be a number")
                 continue
+            only_with_judge = entry.get("only_with_judge", False)
+            if not isinstance(only_with_judge, bool):
+                problems.append(f"{where}: only_with_judge must be true or false")
+                continue
             out[suite].append(Criterion(str(entry["metric"]), entry["aggregate"], entry["op"],
-                                        float(threshold), str(entry.get("why", ""))))
+                                        float(threshold), str(entry.get("why", "")), only_with_judge))
     if problems:
         raise CriteriaError("invalid criteria:\n  " + "\n  ".join(problems))
     return out
@@ -149,7 +154,7 @@ DEFAULT_ERROR_BUDGET = Criterion(ERROR, "rate", "<=", 0.0, "default error budget
 
 
 def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
-             suite_metrics: dict[str, float] | None = None) -> Verdict:
+             suite_metrics: dict[str, float] | None = None, judge: bool = False) -> Verdict:
     problems = []
     if not criteria:
         problems.append(f"no promotion criteria declared for suite '{suite}'")
@@ -160,6 +165,9 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
     if not any((c.metric, c.aggregate) == (ERROR, "rate") for c in applied):
         applied.insert(0, DEFAULT_ERROR_BUDGET)
     for criterion in applied:
+        if criterion.only_with_judge and not judge:
+            results.append(CriterionResult(criterion, None, True, "skipped: no judge configured"))
+            continue
         if criterion.aggregate == SUITE_VALUE:
             value = (suite_metrics or {}).get(criterion.metric)
             missing = "the suite did not compute this metric"

@@ -30,6 +30,7 @@ from harness.config import ConfigError, HarnessConfig, load_config, settings, to
 from harness.datasets import Case, Dataset, load
 from harness.gates import Verdict, evaluate, load_criteria
 from harness.journal import Journal
+from harness.judge import judged
 from harness.results import CaseResult, ResultTable
 from harness.scorers import score_case
 from harness.scorers.base import Score
@@ -270,10 +271,16 @@ class HarnessSession:
                       f"{stats.calls} model calls made")
         if stats.torn_journal_lines:
             self._say(f"suite '{name}': skipped {stats.torn_journal_lines} torn line(s) in {journal.path}")
-        table = ResultTable.build(dataset.cases, outcome.first, spec.scorer or score_case)
+        scorer = spec.scorer or score_case
+        if any(judged(case) for case in dataset.cases):
+            if config.judge_model:
+                scorer = self._with_judge(name, dataset.cases, outcome.first, scorer)
+            else:
+                self._say(f"suite '{name}': LLM judge skipped (no judge_model configured): offline scorers only")
+        table = ResultTable.build(dataset.cases, outcome.first, scorer)
         analysis = spec.analysis(table) if spec.analysis is not None else None
         suite_metrics = analysis.metrics if analysis is not None else {}
-        verdict = evaluate(name, table, criteria, suite_metrics)
+        verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model))
         duration = time.perf_counter() - started
         run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
                        subset_of=full_size if len(dataset) != full_size else None,
@@ -307,6 +314,36 @@ class HarnessSession:
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
                   f"gate {'PASSED' if verdict.passed else 'FAILED'} ({duration:.1f}s)")
         return run
+
+    def _with_judge(self, name: str, cases, responses, scorer):
+        """Ask the judge about every answered case it reads (through the engine: bounded
+        retries, its own journal) and return `scorer` plus the judge's scores."""
+        from harness import engine
+        from harness.judge import judge_case, judge_scores
+        from harness.targets import build_target
+
+        config = self.config
+        judge_config = replace(config, target="openai", base_url=config.judge_base_url,
+                               api_key=config.judge_api_key, model=config.judge_model,
+                               temperature=0.0, max_tokens=300, system_prompt=None, seed=0, traces=False)
+        target = build_target(judge_config, connect=not config.replay)
+        asked = [(case, response) for case, response in zip(cases, responses) if judged(case) and response.ok]
+        journal = (Journal.for_suite(config.path(config.journal_dir), f"{name}.judge", target.describe())
+                   if config.journal_dir else None)
+        self._say(f"suite '{name}': asking the judge ({config.judge_model}) about {len(asked)} answers ...")
+        outcome = engine.run([judge_case(c, r.text) for c, r in asked], target, engine.EngineSettings(
+            concurrency=8, max_retries=config.max_retries, deadline_s=config.deadline_s,
+            breaker_after=config.breaker_after), journal=journal, replay=config.replay, resume=config.resume)
+        replies = {case.id: reply for (case, _), reply in zip(asked, outcome.first)}
+
+        def with_judge(case: Case, response: Response) -> list[Score]:
+            scores = scorer(case, response)
+            reply = replies.get(case.id)
+            if reply is None:
+                return scores
+            return scores + judge_scores(case, response.text, reply.text if reply.ok else None, reply.error)
+
+        return with_judge
 
     def runs(self) -> list[SuiteRun]:
         return [self._runs[n] for n in self.order]  # type: ignore[misc]

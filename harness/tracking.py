@@ -208,7 +208,8 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
         client = mlflow.MlflowClient()
         experiment_id = _experiment_id(client, experiment, tracking_uri)
         model = str(target_info.get("model", ""))
-        run = client.create_run(experiment_id, run_name=f"{suite} · {model}")
+        label = settings.get("label")
+        run = client.create_run(experiment_id, run_name=f"{suite} · {model}" + (f" · {label}" if label else ""))
         run_id = run.info.run_id
         params = {
             **{k: v for k, v in target_info.items()},
@@ -227,6 +228,7 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
             "harness.suite": suite,
             "harness.verdict": status,
             "harness.dataset_digest": dataset.digest,
+            **({"harness.label": str(label)} if label else {}),
             "mlflow.note.content": f"```\n{verdict.report()}\n```",
         }
         client.log_batch(
