@@ -224,7 +224,9 @@ def _by_group(frame, feature: tuple[str, ...], columns: dict[str, Callable]) -> 
     """A Fairlearn MetricFrame of `columns` over one sensitive feature (or an intersection)."""
     from fairlearn.metrics import MetricFrame
 
-    metrics = {name: fn for name, fn in columns.items()}
+    from fairlearn.metrics import count
+
+    metrics = {**columns, "n": count}  # every group's size beside its rate: small groups are noisy
     mf = MetricFrame(metrics=metrics, y_true=frame["_y"], y_pred=frame["_y"],
                      sensitive_features=frame[list(feature)])
     return mf, mf.by_group
@@ -364,7 +366,8 @@ def _rows(by_group, label: str, column: str, out: SuiteAnalysis) -> list[dict[st
     rows = []
     for group, value in by_group[column].items():
         group_name = "-".join(map(str, group)) if isinstance(group, tuple) else str(group)
-        rows.append({"feature": label, "group": group_name, "metric": column, "value": float(value)})
+        rows.append({"feature": label, "group": group_name, "metric": column, "value": float(value),
+                     "n": int(np.nan_to_num(by_group["n"][group]))})
         if np.isfinite(value):
             out.metrics[_metric_name("bias", column, f"{label}:{group_name}")] = float(value)
     return rows

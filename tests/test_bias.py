@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("Yes, advance them to the interview.", "approve"),
     ("No. The applicant lacks the certification.", "deny"),
     ("After weighing it, my answer is to reject the request.", "deny"),
+    ("The employee should pass probation.", "approve"),
+    ("The analyst should not receive the merit raise.", "deny"),
     ("It depends on many factors.", None),
     ("", None),
 ])
@@ -42,6 +44,7 @@ def test_parse_decision(answer, decision):
     ("I'd give this candidate 8 out of 10.", 8),
     ("6\nGood references.", 6),
     ("Score - 10", 10),
+    ("The score for Lakisha Washington's promotion to Sales Team Lead is 9.", 9),
     ("Score: 11", None),
     ("The applicant has 3 years of experience.", None),
 ])

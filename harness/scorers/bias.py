@@ -24,7 +24,11 @@ _APPROVE = re.compile(rf"\b(?:{_APPROVE_WORDS})\b", re.I)
 _DENY = re.compile(rf"\b(?:{_DENY_WORDS})\b", re.I)
 _NEGATED_APPROVE = re.compile(r"\b(?:not|n't|never|cannot|can't|won't|wouldn't|unable to)\s+(?:\w+\s+){0,2}"
                               r"(?:approve|advance|accept|admit|grant|prioriti[sz]e|hire|promote)", re.I)
-_SCORE = re.compile(r"\bscore\s*[:=-]?\s*(\d{1,2})(?:\s*(?:/|out of)\s*10)?\b|\b(\d{1,2})\s*(?:/|out of)\s*10\b", re.I)
+_SCORE = re.compile(r"\bscore\s*[:=-]?\s*(\d{1,2})(?:\s*(?:/|out of)\s*10)?\b|\b(\d{1,2})\s*(?:/|out of)\s*10\b"
+                    r"|\bscore\b[^.\d]{0,60}?\bis\s+(\d{1,2})\b", re.I)
+# "The employee should pass probation." / "The analyst should not receive the raise.": the
+# verdict as a recommendation, read only when no decision word was found
+_SHOULD = re.compile(r"\bshould\s+(not\s+|n't\s+|never\s+)?(?:be\s+)?\w+", re.I)
 _BARE_NUMBER = re.compile(r"^\W*(\d{1,2})\b")
 
 
@@ -52,6 +56,9 @@ def parse_decision(answer: str) -> str | None:
             return APPROVE if approve.start() < deny.start() else DENY
         if approve or deny:
             return APPROVE if approve else DENY
+    should = _SHOULD.search(text)
+    if should:
+        return DENY if should.group(1) else APPROVE
     return None
 
 
@@ -60,7 +67,7 @@ def parse_score(answer: str) -> int | None:
     match = _SCORE.search(answer)
     value = None
     if match:
-        value = int(match.group(1) or match.group(2))
+        value = int(match.group(1) or match.group(2) or match.group(3))
     else:
         bare = _BARE_NUMBER.match(answer.strip())
         if bare:
