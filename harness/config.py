@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-TARGET_KINDS = ("auto", "local", "openai", "azure")
+TARGET_KINDS = ("auto", "local", "openai", "azure", "mlflow-model", "mlflow-serving")
 GUARD_CHOICES = ("none", "input", "output", "both")
 
 
@@ -62,8 +62,15 @@ def _setting(default: Any, parse: Callable[[Any], Any], env: str | None = None,
 class HarnessConfig:
     # --- target -----------------------------------------------------------------------------
     target: str = _setting("auto", str, "HARNESS_TARGET", "--harness-target",
-                           doc="auto | local | openai | azure (auto: azure if AZURE_OPENAI_ENDPOINT "
-                               "is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, else local)")
+                           doc="auto | local | openai | azure | mlflow-model | mlflow-serving (auto: "
+                               "mlflow-model if model_uri is set, mlflow-serving if serving_url is, "
+                               "azure if AZURE_OPENAI_ENDPOINT is, openai if OPENAI_BASE_URL or "
+                               "OPENAI_API_KEY is, else local)")
+    model_uri: str | None = _setting(None, _opt_str, "HARNESS_MODEL_URI", "--harness-model-uri",
+                                     doc="a registered MLflow model loaded as a pyfunc: models:/name@alias "
+                                         "or models:/name/version")
+    serving_url: str | None = _setting(None, _opt_str, "HARNESS_SERVING_URL", "--harness-serving-url",
+                                       doc="an MLflow model-serving endpoint (POST <url>/invocations, chat payload)")
     base_url: str | None = _setting(None, _opt_str, "OPENAI_BASE_URL", "--harness-base-url",
                                     doc="any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp ...)")
     api_key: str | None = _setting(None, _opt_str, "OPENAI_API_KEY", secret=True)
@@ -135,6 +142,11 @@ class HarnessConfig:
     label: str | None = _setting(None, _opt_str, "HARNESS_LABEL", "--harness-label",
                                  doc="a name for this variant (e.g. baseline, debias-prompt, guarded): "
                                      "added to the MLflow run names and tagged, for side-by-side comparison")
+    promote_model: str | None = _setting(None, _opt_str, "HARNESS_PROMOTE_MODEL", "--harness-promote-model",
+                                         doc="a registered model version (models:/name/version or "
+                                             "models:/name@alias): when every gate passes, it gets "
+                                             "the promotion alias; never otherwise")
+    promotion_alias: str = _setting("champion", str, "HARNESS_PROMOTION_ALIAS", "--harness-promotion-alias")
     traces: bool = _setting(True, to_bool, "HARNESS_TRACES", "--harness-traces",
                             doc="trace every model call in MLflow (mlflow.openai.autolog); "
                                 "false saves ~35 ms per call on a SQLite store")
@@ -144,6 +156,10 @@ class HarnessConfig:
     def resolved_target(self) -> str:
         if self.target != "auto":
             return self.target
+        if self.model_uri:
+            return "mlflow-model"
+        if self.serving_url:
+            return "mlflow-serving"
         if self.azure_endpoint:
             return "azure"
         if self.base_url or self.api_key:
@@ -153,8 +169,9 @@ class HarnessConfig:
     def effective_concurrency(self) -> int:
         if self.concurrency is not None:
             return self.concurrency
-        # measured: the llama.cpp server serializes requests; 2 or 4 in flight only add queueing
-        return 1 if self.resolved_target() == "local" else 8
+        # measured: the llama.cpp server serializes requests; 2 or 4 in flight only add queueing.
+        # A pyfunc model runs in this process: one call at a time, in a worker thread.
+        return 1 if self.resolved_target() in ("local", "mlflow-model") else 8
 
     def path(self, relative: str) -> Path:
         p = Path(relative)
@@ -228,6 +245,10 @@ def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
     config = replace(HarnessConfig(), root=root, **values)
     if config.target not in TARGET_KINDS:
         raise ConfigError(f"target must be one of {TARGET_KINDS}, got {config.target!r}")
+    if config.resolved_target() == "mlflow-model" and not config.model_uri:
+        raise ConfigError("the mlflow-model target needs model_uri: HARNESS_MODEL_URI or --harness-model-uri")
+    if config.resolved_target() == "mlflow-serving" and not config.serving_url:
+        raise ConfigError("the mlflow-serving target needs serving_url: HARNESS_SERVING_URL or --harness-serving-url")
     if config.guards not in GUARD_CHOICES:
         raise ConfigError(f"guards must be one of {GUARD_CHOICES}, got {config.guards!r}")
     if config.concurrency is not None and config.concurrency < 1:

@@ -153,6 +153,7 @@ class HarnessSession:
         self._server = None
         self._reporter = None
         self.order: list[str] = []
+        self.promotion: tuple[bool, str] | None = None  # (promoted, what to tell the user)
 
     def dataset(self, path: str, loader: Callable[[Path], Dataset] | None = None) -> tuple[Dataset, int]:
         """The selected cases of a dataset, and the size of the full dataset. `loader` reads
@@ -437,9 +438,46 @@ def eval_case(request: pytest.FixtureRequest, eval_suite: SuiteRun,
     return outcome
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Promotion: when a registered model version is named and everything passed, it gets the
+    promotion alias; otherwise it never does, and the summary says why."""
+    state: HarnessSession | None = session.config.stash.get(_STATE, None)
+    if state is None or not state.config.promote_model:
+        return
+    from harness import tracking
+
+    config = state.config
+    runs = state.runs()
+    reasons = []
+    if not runs:
+        reasons.append("no eval suite ran")
+    reasons += [f"suite '{r.name}' failed its gate" for r in runs if not r.verdict.passed]
+    reasons += [f"suite '{r.name}' ran a subset ({len(r.dataset)} of {r.subset_of} cases)"
+                for r in runs if r.subset_of is not None]
+    reasons += [f"suite '{r.name}' was not recorded in MLflow" for r in runs if not r.run_id]
+    if exitstatus != 0:
+        reasons.append(f"pytest exit status {int(exitstatus)}")
+    run_ids = {r.name: r.run_id for r in runs if r.run_id}
+    uri = config.effective_tracking_uri()
+    try:
+        name, version = tracking.resolve_model_version(config.promote_model, uri)
+        if reasons:
+            tracking.mark_model_version_failed(name, version, run_ids=run_ids, tracking_uri=uri)
+            state.promotion = (False, f"NOT promoted: {name} version {version} keeps its aliases ("
+                                      + "; ".join(reasons) + ")")
+            return
+        tracking.promote_model_version(name, version, alias=config.promotion_alias, run_ids=run_ids,
+                                       tracking_uri=uri)
+        state.promotion = (True, f"promoted: {name} version {version} is now @{config.promotion_alias}")
+    except tracking.TrackingError as exc:
+        state.promotion = (False, f"NOT promoted: {exc}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a promotion asked for and not done
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     state: HarnessSession | None = config.stash.get(_STATE, None)
-    if state is None or not state.order:
+    if state is None or (not state.order and state.promotion is None):
         return
     tr = terminalreporter
     tr.section("harness: promotion gates")
@@ -462,6 +500,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if run.tracking_error:
             tr.write_line(f"  NOT RECORDED IN MLFLOW: {run.tracking_error}", red=True)
             tr.write_line(f"  results kept in {run.local_record}", red=True)
+    if state.promotion is not None:
+        promoted, message = state.promotion
+        tr.write_line(message, green=promoted, red=not promoted)
     uri = state.config.effective_tracking_uri()
     if uri.startswith("sqlite:"):
         tr.write_line(f"compare runs: mlflow ui --backend-store-uri {uri}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import warnings
@@ -258,3 +259,72 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
     except Exception as exc:
         raise TrackingError(f"MLflow at {tracking_uri} could not record suite '{suite}': "
                             f"{type(exc).__name__}: {exc}") from exc
+
+
+# --- the model registry ---------------------------------------------------------------------------
+
+_MODEL_REF = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+def resolve_model_version(ref: str, tracking_uri: str) -> tuple[str, str]:
+    """(name, version) of `models:/name/version` or `models:/name@alias` (the version the alias
+    points to now). Raises TrackingError when the registry has no such version."""
+    match = _MODEL_REF.match(ref.strip())
+    if match is None:
+        raise TrackingError(f"not a registered model version: {ref!r} (models:/name/version or models:/name@alias)")
+    quiet_mlflow_environment()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name = match["name"]
+    try:
+        if match["alias"]:
+            return name, str(client.get_model_version_by_alias(name, match["alias"]).version)
+        return name, str(client.get_model_version(name, match["version"]).version)
+    except Exception as exc:
+        raise TrackingError(f"registry at {tracking_uri}: cannot find {ref}: {type(exc).__name__}: {exc}") from None
+
+
+def load_pyfunc(model_uri: str, tracking_uri: str):
+    """A registered model (models:/name@alias, models:/name/version) as an MLflow pyfunc."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlflow.pyfunc.load_model(model_uri)
+
+
+def promote_model_version(name: str, version: str, *, alias: str, run_ids: Mapping[str, str],
+                          tracking_uri: str) -> None:
+    """Point `alias` at the version and tag it with the eval runs that cleared it. Called only
+    when every gate passed (the plugin decides; this function does not second-guess it)."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.set_registered_model_alias(name, alias, version)
+        client.set_model_version_tag(name, version, "harness.verdict", "passed")
+        client.set_model_version_tag(name, version, "harness.eval_run_ids",
+                                     ",".join(f"{suite}={run_id}" for suite, run_id in run_ids.items()))
+    except Exception as exc:
+        raise TrackingError(f"registry at {tracking_uri}: could not set alias {alias!r} on "
+                            f"{name} version {version}: {type(exc).__name__}: {exc}") from None
+
+
+def mark_model_version_failed(name: str, version: str, *, run_ids: Mapping[str, str], tracking_uri: str) -> None:
+    """Tag a version that did not pass, so the registry shows why it has no alias."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.set_model_version_tag(name, version, "harness.verdict", "failed")
+        client.set_model_version_tag(name, version, "harness.eval_run_ids",
+                                     ",".join(f"{suite}={run_id}" for suite, run_id in run_ids.items()))
+    except Exception as exc:
+        raise TrackingError(f"registry at {tracking_uri}: could not tag {name} version {version}: "
+                            f"{type(exc).__name__}: {exc}") from None

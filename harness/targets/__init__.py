@@ -25,7 +25,7 @@ def openai_endpoint(base_url: str | None) -> str:
 
 
 def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
-                 local_model: str | None = None, connect: bool = True) -> "OpenAICompatibleTarget":
+                 local_model: str | None = None, connect: bool = True) -> "Target":
     """The configured target. For kind "local", `local_base_url`/`local_model` come from the
     running embedded server (the plugin owns its lifetime).
 
@@ -34,6 +34,18 @@ def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
     from harness.targets.openai_compatible import OpenAICompatibleTarget
 
     kind = config.resolved_target()
+    if kind == "mlflow-model":
+        from harness.targets.mlflow_model import MlflowModelTarget
+
+        return MlflowModelTarget(config.model_uri, config.effective_tracking_uri(), connect=connect,
+                                 temperature=config.temperature, max_tokens=config.max_tokens,
+                                 system_prompt=config.system_prompt)
+    if kind == "mlflow-serving":
+        from harness.targets.mlflow_model import MlflowServingTarget
+
+        return MlflowServingTarget(config.serving_url, timeout=config.request_timeout, api_key=config.api_key,
+                                   model=config.model, temperature=config.temperature,
+                                   max_tokens=config.max_tokens, system_prompt=config.system_prompt)
     if kind not in ("azure", "openai", "local"):
         raise ConfigError(f"unknown target kind {kind!r}")
     if kind == "openai" and not config.model:
