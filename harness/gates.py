@@ -33,6 +33,9 @@ class Criterion:
     threshold: float
     why: str = ""
     only_with_judge: bool = False  # reads the LLM judge's scores: skipped when no judge is configured
+    # "value": the point estimate must clear the threshold (the default); "bound": the 95%
+    # interval's bound on the threshold's side must (lower bound for >=, upper for <=)
+    gate_on: str = "value"
 
     @property
     def name(self) -> str:
@@ -48,6 +51,8 @@ class CriterionResult:
     value: float | None
     passed: bool
     note: str = ""
+    ci: tuple[float, float] | None = None  # 95% interval of `value` (rates: Wilson; means: bootstrap)
+    n: int = 0  # cases behind the value
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ class Verdict:
             "passed": self.passed,
             "n_cases": self.n_cases,
             "criteria": [
-                {**asdict(r.criterion), "value": r.value, "passed": r.passed, "note": r.note}
+                {**asdict(r.criterion), "value": r.value, "passed": r.passed, "note": r.note,
+                 "ci_low": r.ci[0] if r.ci else None, "ci_high": r.ci[1] if r.ci else None, "n": r.n}
                 for r in self.results
             ],
             "critical_failures": list(self.critical_failures),
@@ -80,10 +86,13 @@ class Verdict:
         """A fixed-width table: metric, value, threshold, pass/fail."""
         lines = [f"promotion gate '{self.suite}': {'PASSED' if self.passed else 'FAILED'}"
                  f" ({self.n_cases} cases)"]
-        rows = [("criterion", "value", "threshold", "result")]
+        rows = [("criterion", "value [95% CI]", "threshold", "result")]
         for r in self.results:
             value = "n/a" if r.value is None else f"{r.value:.4g}"
-            rows.append((r.criterion.name, value, f"{r.criterion.op} {r.criterion.threshold:g}",
+            if r.ci is not None and r.ci[0] == r.ci[0]:  # not NaN
+                value += f" [{r.ci[0]:.3g}, {r.ci[1]:.3g}]"
+            on_bound = " (bound)" if r.criterion.gate_on == "bound" else ""
+            rows.append((r.criterion.name, value, f"{r.criterion.op} {r.criterion.threshold:g}{on_bound}",
                          ("pass" if r.passed else "FAIL") + (f" ({r.note})" if r.note else "")))
         rows.append(("critical cases failed", str(len(self.critical_failures)), "== 0",
                      "pass" if not self.critical_failures else "FAIL"))
@@ -119,7 +128,7 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
             if not isinstance(entry, dict):
                 problems.append(f"{where}: must be a table with metric, aggregate, op, threshold")
                 continue
-            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why", "only_with_judge"}
+            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why", "only_with_judge", "gate_on"}
             missing = {"metric", "aggregate", "op", "threshold"} - set(entry)
             if unknown or missing:
                 problems.append(f"{where}: " + "; ".join(
@@ -141,8 +150,12 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
             if not isinstance(only_with_judge, bool):
                 problems.append(f"{where}: only_with_judge must be true or false")
                 continue
+            gate_on = entry.get("gate_on", "value")
+            if gate_on not in ("value", "bound") or (gate_on == "bound" and entry["aggregate"] not in ("rate", "mean")):
+                problems.append(f"{where}: gate_on must be 'value' or 'bound' (bound: rate and mean aggregates only)")
+                continue
             out[suite].append(Criterion(str(entry["metric"]), entry["aggregate"], entry["op"],
-                                        float(threshold), str(entry.get("why", "")), only_with_judge))
+                                        float(threshold), str(entry.get("why", "")), only_with_judge, gate_on))
     if problems:
         raise CriteriaError("invalid criteria:\n  " + "\n  ".join(problems))
     return out
@@ -171,12 +184,34 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
         if criterion.aggregate == SUITE_VALUE:
             value = (suite_metrics or {}).get(criterion.metric)
             missing = "the suite did not compute this metric"
+            values: list[float] = []
         else:
             value = table.aggregate(criterion.metric, criterion.aggregate)
             missing = "no case produced this metric"
+            values = table.values(criterion.metric)
         if value is None or value != value:  # absent or NaN: cannot decide, fail closed
             results.append(CriterionResult(criterion, None, False, missing))
-        else:
-            results.append(CriterionResult(criterion, value, bool(OPS[criterion.op](value, criterion.threshold))))
+            continue
+        results.append(_judge_criterion(criterion, float(value), values))
     critical = tuple(row.case.id for row in table.critical_failures())
     return Verdict(suite, tuple(results), critical, tuple(problems), len(table))
+
+
+def _judge_criterion(criterion: Criterion, value: float, values: list[float]) -> CriterionResult:
+    """Compare the point value (or the interval's bound) with the threshold, and say when the
+    suite has too few cases for the interval to be narrow (+-5 points at 95%)."""
+    from harness import stats
+
+    ci = stats.metric_ci(values, criterion.aggregate) if values else None
+    compared, note = value, ""
+    if criterion.gate_on == "bound":
+        if ci is None or ci[0] != ci[0]:
+            return CriterionResult(criterion, value, False, "no interval to gate on (fails closed)", ci, len(values))
+        compared = ci[0] if criterion.op in (">=", ">") else ci[1]
+        note = f"bound {compared:.3g} compared"
+    if criterion.aggregate == "rate" and values and 0.0 < criterion.threshold < 1.0:
+        needed = stats.min_cases_for(criterion.threshold)
+        if len(values) < needed:
+            note = "; ".join(n for n in (note, f"only {len(values)} cases: +-5 points at 95% needs {needed}") if n)
+    return CriterionResult(criterion, value, bool(OPS[criterion.op](compared, criterion.threshold)), note, ci,
+                           len(values))
