@@ -37,6 +37,7 @@ def quiet_mlflow_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in CI logs
 
 
 def git_commit(root: Path) -> str:
@@ -328,3 +329,51 @@ def mark_model_version_failed(name: str, version: str, *, run_ids: Mapping[str, 
     except Exception as exc:
         raise TrackingError(f"registry at {tracking_uri}: could not tag {name} version {version}: "
                             f"{type(exc).__name__}: {exc}") from None
+
+
+# --- reading runs back (compare, baselines) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecordedRun:
+    run_id: str
+    name: str
+    suite: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    cases: Any  # the per-case table (pandas DataFrame) logged as eval_results.json
+
+
+def load_run(run_id: str, tracking_uri: str) -> RecordedRun:
+    """An eval run as the harness logged it: params, metrics and the per-case table."""
+    quiet_mlflow_environment()
+    import mlflow
+    import pandas as pd
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+        path = Path(client.download_artifacts(run_id, RESULTS_ARTIFACT))
+    except Exception as exc:
+        raise TrackingError(f"MLflow at {tracking_uri}: cannot read eval run {run_id}: "
+                            f"{type(exc).__name__}: {exc}") from None
+    table = json.loads(path.read_text(encoding="utf-8"))
+    frame = pd.DataFrame(table["data"], columns=table["columns"])
+    return RecordedRun(run_id, run.info.run_name or run_id, run.data.tags.get("harness.suite", ""),
+                       dict(run.data.params), dict(run.data.metrics), frame)
+
+
+def champion_run_id(model_name: str, suite: str, tracking_uri: str, alias: str = "champion") -> str:
+    """The eval run of `suite` that cleared the version the alias points to (recorded on the
+    version by promotion)."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, alias)
+    except Exception as exc:
+        raise TrackingError(f"registry at {tracking_uri}: no {model_name}@{alias}: {type(exc).__name__}: {exc}") from None
+    runs = dict(item.split("=", 1) for item in version.tags.get("harness.eval_run_ids", "").split(",") if "=" in item)
+    if suite not in runs:
+        raise TrackingError(f"{model_name}@{alias} (version {version.version}) has no recorded eval run of suite '{suite}'")
+    return runs[suite]
