@@ -139,6 +139,8 @@ class HarnessConfig:
     tracking_uri: str | None = _setting(None, _opt_str, "MLFLOW_TRACKING_URI", "--harness-tracking-uri",
                                         doc="default: sqlite:///mlflow.db in the project root")
     experiment: str = _setting("harness-evals", str, "HARNESS_EXPERIMENT", "--harness-experiment")
+    report: str | None = _setting(None, _opt_str, "HARNESS_REPORT", "--harness-report",
+                                  doc="write a Markdown report of the gates here (for a CI job summary)")
     label: str | None = _setting(None, _opt_str, "HARNESS_LABEL", "--harness-label",
                                  doc="a name for this variant (e.g. baseline, debias-prompt, guarded): "
                                      "added to the MLflow run names and tagged, for side-by-side comparison")

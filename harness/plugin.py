@@ -503,6 +503,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if state.promotion is not None:
         promoted, message = state.promotion
         tr.write_line(message, green=promoted, red=not promoted)
+    if state.config.report:
+        from harness.report import markdown_report
+
+        path = state.config.path(state.config.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown_report(state.runs(), promotion=state.promotion,
+                                        experiment=state.config.experiment), encoding="utf-8")
+        tr.write_line(f"Markdown report: {path}")
     uri = state.config.effective_tracking_uri()
     if uri.startswith("sqlite:"):
         tr.write_line(f"compare runs: mlflow ui --backend-store-uri {uri}")

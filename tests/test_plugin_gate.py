@@ -104,3 +104,13 @@ def test_bad_configuration_is_a_usage_error(eval_project):
     result = eval_project("http://127.0.0.1:9/v1", "--harness-temperature", "warm")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--harness-temperature: invalid value 'warm' for temperature*"])
+
+
+def test_markdown_report_for_ci(stub, eval_project, pytester):
+    result = eval_project(stub(answer_table(BAD_ANSWERS)).base_url, "--harness-report", "out/report.md")
+    assert result.ret == 1
+    report = (pytester.path / "out" / "report.md").read_text()
+    assert report.startswith("## Promotion gates: FAILED")
+    assert "| `mini` | 5 | ❌ failed |" in report
+    assert "| `case_pass/rate` | 0.2 [0.0362, 0.624] | >= 0.8 | **FAIL** (only 5 cases" in report
+    assert "4 failed case(s)" in report and "| `add` | regex: no match" in report

@@ -1,0 +1,59 @@
+"""The Markdown report of a session: each suite's verdict with its criteria (value, 95% interval,
+threshold), the failed cases, the MLflow run ids, and the promotion outcome. Any CI can publish
+it; the GitHub workflow in .github/workflows/ appends it to the job summary."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def _value(result) -> str:
+    if result.value is None:
+        return "n/a"
+    text = f"{result.value:.4g}"
+    if result.ci is not None and result.ci[0] == result.ci[0]:
+        text += f" [{result.ci[0]:.3g}, {result.ci[1]:.3g}]"
+    return text
+
+
+def _cell(text: str, limit: int = 90) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def markdown_report(runs: Sequence[Any], *, promotion: tuple[bool, str] | None = None,
+                    experiment: str = "", max_failed: int = 15) -> str:
+    """`runs`: the plugin's SuiteRuns (name, table, verdict, run_id, subset_of)."""
+    passed = all(r.verdict.passed for r in runs) and bool(runs)
+    out = [f"## Promotion gates: {'PASSED' if passed else 'FAILED'}", ""]
+    out += ["| suite | cases | verdict | MLflow run |", "|---|---|---|---|"]
+    for r in runs:
+        subset = f" (subset of {r.subset_of})" if r.subset_of else ""
+        out.append(f"| `{r.name}` | {len(r.table)}{subset} | {'✅ passed' if r.verdict.passed else '❌ failed'} "
+                   f"| `{r.run_id or 'not recorded'}` |")
+    if experiment:
+        out += ["", f"Experiment `{experiment}`."]
+    if promotion is not None:
+        out += ["", f"**{'Promoted' if promotion[0] else 'Not promoted'}**: {_cell(promotion[1], 300)}"]
+    for r in runs:
+        out += ["", f"### `{r.name}`", "", "| criterion | value [95% CI] | threshold | result |", "|---|---|---|---|"]
+        for c in r.verdict.results:
+            note = f" ({_cell(c.note, 120)})" if c.note else ""
+            out.append(f"| `{c.criterion.name}` | {_value(c)} | {c.criterion.op} {c.criterion.threshold:g} "
+                       f"| {'pass' if c.passed else '**FAIL**'}{note} |")
+        critical = r.verdict.critical_failures
+        out.append(f"| critical cases failed | {len(critical)} | == 0 | {'pass' if not critical else '**FAIL**'} |")
+        for problem in r.verdict.problems:
+            out.append(f"\n> cannot decide: {problem}")
+        failed = [row for row in r.table.rows if not row.passed]
+        if failed:
+            out += ["", f"<details><summary>{len(failed)} failed case(s)</summary>", "",
+                    "| case | why | answer |", "|---|---|---|"]
+            for row in failed[:max_failed]:
+                answer = row.response.text if row.response.ok else "<no answer>"
+                mark = "**critical** " if row.case.critical else ""
+                out.append(f"| {mark}`{row.case.id}` | {_cell('; '.join(row.failures()))} | {_cell(answer, 70)} |")
+            if len(failed) > max_failed:
+                out.append(f"| … | {len(failed) - max_failed} more in the MLflow table | |")
+            out += ["", "</details>"]
+    return "\n".join(out) + "\n"
