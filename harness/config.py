@@ -82,6 +82,9 @@ class HarnessConfig:
     model: str | None = _setting(None, _opt_str, "HARNESS_MODEL", "--harness-model",
                                  doc="model name sent with each request (Azure: defaults to the deployment)")
     temperature: float = _setting(0.0, float, "HARNESS_TEMPERATURE", "--harness-temperature")
+    samples: int = _setting(1, int, "HARNESS_SAMPLES", "--harness-samples",
+                            doc="answers per case (use with temperature > 0): adds pass_at_k, pass_all_k "
+                                "and consistency per case; the journal keeps each sample")
     max_tokens: int = _setting(256, int, "HARNESS_MAX_TOKENS", "--harness-max-tokens")
     system_prompt: str | None = _setting(None, _opt_str, "HARNESS_SYSTEM_PROMPT", "--harness-system-prompt",
                                          doc="prepended to cases that have no system message")
@@ -253,6 +256,8 @@ def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
         raise ConfigError("the mlflow-serving target needs serving_url: HARNESS_SERVING_URL or --harness-serving-url")
     if config.guards not in GUARD_CHOICES:
         raise ConfigError(f"guards must be one of {GUARD_CHOICES}, got {config.guards!r}")
+    if config.samples < 1:
+        raise ConfigError(f"samples must be >= 1, got {config.samples}")
     if config.concurrency is not None and config.concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {config.concurrency}")
     for name in ("deadline_s", "requests_per_minute", "tokens_per_minute"):

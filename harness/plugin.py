@@ -31,7 +31,7 @@ from harness.datasets import Case, Dataset, load
 from harness.gates import Verdict, evaluate, load_criteria
 from harness.journal import Journal
 from harness.judge import judged
-from harness.results import CaseResult, ResultTable
+from harness.results import CaseResult, ResultTable, repeat_scores
 from harness.scorers import score_case
 from harness.scorers.base import Score
 from harness.targets.base import Response
@@ -264,16 +264,21 @@ class HarnessSession:
             concurrency=config.effective_concurrency(), max_retries=config.max_retries,
             deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
             tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
-            breaker_after=config.breaker_after), journal=journal, replay=config.replay,
-            resume=config.resume)
+            breaker_after=config.breaker_after, samples=config.samples), journal=journal,
+            replay=config.replay, resume=config.resume)
         stats = outcome.stats
         if stats.reused:
             self._say(f"suite '{name}': {stats.reused} answers reused from {journal.path}, "
                       f"{stats.calls} model calls made")
         if stats.torn_journal_lines:
             self._say(f"suite '{name}': skipped {stats.torn_journal_lines} torn line(s) in {journal.path}")
-        scorer = spec.scorer or score_case
-        if any(judged(case) for case in dataset.cases):
+        base = spec.scorer or score_case
+        scorer = base
+        if config.samples > 1:  # the table shows the first answer, plus pass@k, pass^k, consistency
+            per_case = dict(zip((c.id for c in dataset.cases), outcome.responses))
+            scorer = lambda case, response: base(case, response) + repeat_scores(  # noqa: E731
+                case, per_case[case.id], base)
+        if any(judged(case) for case in dataset.cases):  # the judge reads the first answer
             if config.judge_model:
                 scorer = self._with_judge(name, dataset.cases, outcome.first, scorer)
             else:

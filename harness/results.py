@@ -131,3 +131,14 @@ class ResultTable:
 
     def critical_failures(self) -> list[CaseResult]:
         return [row for row in self.rows if row.case.critical and not row.passed]
+
+
+def repeat_scores(case: Case, responses: Sequence[Response],
+                  scorer: Callable[[Case, Response], list[Score]]) -> list[Score]:
+    """With k answers per case: `pass_at_k` (any answer passed), `pass_all_k` (all did) and
+    `consistency` (all answers had the same outcome). Each answer is scored like the first."""
+    outcomes = [CaseResult(case, r, _merge(scorer(case, r))).passed for r in responses]
+    k = len(outcomes)
+    return [Score("pass_at_k", float(any(outcomes)), rationale=f"{sum(outcomes)} of {k} answers passed"),
+            Score("pass_all_k", float(all(outcomes))),
+            Score("consistency", float(len(set(outcomes)) == 1))]

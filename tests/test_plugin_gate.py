@@ -3,6 +3,7 @@ build on bad ones with a readable table, and reports each case in the terminal a
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 from conftest import BAD_ANSWERS, GOOD_ANSWERS
@@ -114,3 +115,30 @@ def test_markdown_report_for_ci(stub, eval_project, pytester):
     assert "| `mini` | 5 | ❌ failed |" in report
     assert "| `case_pass/rate` | 0.2 [0.0362, 0.624] | >= 0.8 | **FAIL** (only 5 cases" in report
     assert "4 failed case(s)" in report and "| `add` | regex: no match" in report
+
+
+def test_repeats_give_pass_at_k_pass_all_k_and_consistency(stub, eval_project, pytester):
+    """Three samples per case from a stub that gets '7 + 5' right only on its second try: the
+    case passes at k (one of three), not at all k, and is inconsistent; each sample is asked
+    (and journalled) separately."""
+    calls: dict[str, int] = {}
+
+    def flaky_adder(messages):
+        prompt = messages[-1]["content"]
+        calls[prompt] = calls.get(prompt, 0) + 1
+        if "7 + 5" in prompt:
+            return "12" if calls[prompt] == 2 else "13"
+        return answer_table(GOOD_ANSWERS)(messages)
+
+    server = stub(flaky_adder)
+    result = eval_project(server.base_url, "--harness-samples", "3", "--harness-temperature", "0.7",
+                          "--harness-concurrency", "1")
+    assert len(server.requests) == 5 * 3
+    record = json.loads((pytester.path / ".harness" / "results" / "mini.json").read_text())
+    add = next(c for c in record["cases"] if c["case_id"] == "add")
+    assert (add["pass_at_k"], add["pass_all_k"], add["consistency"]) == (1.0, 0.0, 0.0)
+    others = [c for c in record["cases"] if c["case_id"] != "add"]
+    assert all((c["pass_at_k"], c["pass_all_k"], c["consistency"]) == (1.0, 1.0, 1.0) for c in others)
+    assert record["metrics"]["pass_at_k/mean"] == 1.0 and record["metrics"]["pass_all_k/mean"] == 0.8
+    # the table's row is the first answer (wrong), so case_pass is 4/5: just at the 0.8 criterion
+    assert record["metrics"]["case_pass/rate"] == 0.8 and result.ret == 0
