@@ -15,7 +15,7 @@ from typing import Any
 from harness import stats
 
 # per-case columns of the logged table that are not scores
-_NOT_SCORES = {"case_id", "input", "expected", "response", "critical", "failures", "error", "attempts",
+NOT_SCORES = {"case_id", "input", "expected", "response", "critical", "failures", "error", "attempts",
                "finish_reason", "tags", "source"}
 
 
@@ -90,7 +90,7 @@ def compare_cases(baseline_cases, candidate_cases, *, baseline: str = "A", candi
     paired = a_ids & b_ids
     result = Comparison(baseline, candidate, suite, len(paired), unpaired=len(a_ids ^ b_ids))
     metrics = ["passed"] + sorted(c for c in set(baseline_cases.columns) & set(candidate_cases.columns)
-                                  if c not in _NOT_SCORES and c != "passed")
+                                  if c not in NOT_SCORES and c != "passed")
     for metric in metrics:
         a, b = paired_values(baseline_cases, candidate_cases, metric)
         if not a:

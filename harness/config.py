@@ -152,6 +152,10 @@ class HarnessConfig:
                                              "models:/name@alias): when every gate passes, it gets "
                                              "the promotion alias; never otherwise")
     promotion_alias: str = _setting("champion", str, "HARNESS_PROMOTION_ALIAS", "--harness-promotion-alias")
+    baseline: str | None = _setting(None, _opt_str, "HARNESS_BASELINE", "--harness-baseline",
+                                    doc="what vs_baseline criteria compare with: an MLflow run id, "
+                                        "suite=run_id pairs (comma-separated), or 'champion' (the eval "
+                                        "runs that promoted promote_model's champion)")
     traces: bool = _setting(True, to_bool, "HARNESS_TRACES", "--harness-traces",
                             doc="trace every model call in MLflow (mlflow.openai.autolog); "
                                 "false saves ~35 ms per call on a SQLite store")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.results import AGGREGATES, ERROR, ResultTable
+from harness.results import AGGREGATES, CASE_PASS, ERROR, ResultTable
 
 # `aggregate = "value"`: the criterion reads a metric the suite computed over all its cases (the
 # bias suites' disparities, flip rate, BBQ bias score), not an aggregate of per-case scores.
@@ -36,12 +36,23 @@ class Criterion:
     # "value": the point estimate must clear the threshold (the default); "bound": the 95%
     # interval's bound on the threshold's side must (lower bound for >=, upper for <=)
     gate_on: str = "value"
+    # "no significant regression vs the baseline run, and a drop smaller than delta", case by case
+    vs_baseline: bool = False
+    delta: float = 0.0
 
     @property
     def name(self) -> str:
         return self.metric if self.aggregate == SUITE_VALUE else f"{self.metric}/{self.aggregate}"
 
+    def label(self) -> str:
+        return f"{self.name} vs baseline" if self.vs_baseline else self.name
+
+    def bound_text(self) -> str:
+        return f"no sig. drop, < {self.delta:g}" if self.vs_baseline else f"{self.op} {self.threshold:g}"
+
     def describe(self) -> str:
+        if self.vs_baseline:
+            return f"{self.name} vs baseline: no significant drop, drop < {self.delta:g}"
         return f"{self.name} {self.op} {self.threshold:g}"
 
 
@@ -92,7 +103,7 @@ class Verdict:
             if r.ci is not None and r.ci[0] == r.ci[0]:  # not NaN
                 value += f" [{r.ci[0]:.3g}, {r.ci[1]:.3g}]"
             on_bound = " (bound)" if r.criterion.gate_on == "bound" else ""
-            rows.append((r.criterion.name, value, f"{r.criterion.op} {r.criterion.threshold:g}{on_bound}",
+            rows.append((r.criterion.label(), value, r.criterion.bound_text() + on_bound,
                          ("pass" if r.passed else "FAIL") + (f" ({r.note})" if r.note else "")))
         rows.append(("critical cases failed", str(len(self.critical_failures)), "== 0",
                      "pass" if not self.critical_failures else "FAIL"))
@@ -128,8 +139,11 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
             if not isinstance(entry, dict):
                 problems.append(f"{where}: must be a table with metric, aggregate, op, threshold")
                 continue
-            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why", "only_with_judge", "gate_on"}
-            missing = {"metric", "aggregate", "op", "threshold"} - set(entry)
+            unknown = set(entry) - {"metric", "aggregate", "op", "threshold", "why", "only_with_judge", "gate_on",
+                                    "vs_baseline", "delta"}
+            required = {"metric", "aggregate", "op", "delta"} if entry.get("vs_baseline") else \
+                {"metric", "aggregate", "op", "threshold"}
+            missing = required - set(entry)
             if unknown or missing:
                 problems.append(f"{where}: " + "; ".join(
                     ([f"missing {sorted(missing)}"] if missing else [])
@@ -142,7 +156,13 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
             if entry["op"] not in OPS:
                 problems.append(f"{where}: op {entry['op']!r} not in {sorted(OPS)}")
                 continue
-            threshold = entry["threshold"]
+            threshold = entry.get("threshold", 0.0)
+            if entry.get("vs_baseline"):
+                delta = entry["delta"]
+                if (entry["aggregate"] not in ("rate", "mean") or isinstance(delta, bool)
+                        or not isinstance(delta, (int, float)) or delta <= 0):
+                    problems.append(f"{where}: vs_baseline needs aggregate rate or mean and a delta > 0")
+                    continue
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
                 problems.append(f"{where}: threshold must be a number")
                 continue
@@ -155,7 +175,8 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
                 problems.append(f"{where}: gate_on must be 'value' or 'bound' (bound: rate and mean aggregates only)")
                 continue
             out[suite].append(Criterion(str(entry["metric"]), entry["aggregate"], entry["op"],
-                                        float(threshold), str(entry.get("why", "")), only_with_judge, gate_on))
+                                        float(threshold), str(entry.get("why", "")), only_with_judge, gate_on,
+                                        bool(entry.get("vs_baseline", False)), float(entry.get("delta", 0.0))))
     if problems:
         raise CriteriaError("invalid criteria:\n  " + "\n  ".join(problems))
     return out
@@ -167,7 +188,8 @@ DEFAULT_ERROR_BUDGET = Criterion(ERROR, "rate", "<=", 0.0, "default error budget
 
 
 def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
-             suite_metrics: dict[str, float] | None = None, judge: bool = False) -> Verdict:
+             suite_metrics: dict[str, float] | None = None, judge: bool = False,
+             baseline: Baseline | None = None) -> Verdict:
     problems = []
     if not criteria:
         problems.append(f"no promotion criteria declared for suite '{suite}'")
@@ -180,6 +202,9 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
     for criterion in applied:
         if criterion.only_with_judge and not judge:
             results.append(CriterionResult(criterion, None, True, "skipped: no judge configured"))
+            continue
+        if criterion.vs_baseline:
+            results.append(_vs_baseline(criterion, table, baseline))
             continue
         if criterion.aggregate == SUITE_VALUE:
             value = (suite_metrics or {}).get(criterion.metric)
@@ -195,6 +220,54 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
         results.append(_judge_criterion(criterion, float(value), values))
     critical = tuple(row.case.id for row in table.critical_failures())
     return Verdict(suite, tuple(results), critical, tuple(problems), len(table))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The run a candidate is compared with: per metric, per case id, its value. `error` says
+    why a configured baseline could not be read (its criteria then fail closed)."""
+
+    run_id: str = ""
+    values: dict[str, dict[str, float]] | None = None
+    error: str = ""
+
+
+def _vs_baseline(criterion: Criterion, table: ResultTable, baseline: Baseline | None) -> CriterionResult:
+    from harness import stats
+
+    if baseline is None:
+        return CriterionResult(criterion, None, True, "skipped: no baseline configured")
+    if baseline.error or baseline.values is None:
+        return CriterionResult(criterion, None, False, f"baseline unavailable (fails closed): {baseline.error}")
+    before = baseline.values.get(criterion.metric, {})
+    now = {row.case.id: v for row, v in _per_case(table, criterion.metric)}
+    ids = sorted(set(before) & set(now))
+    if not ids:
+        return CriterionResult(criterion, None, False, f"no case of baseline {baseline.run_id[:8]} to pair with")
+    sign = -1.0 if criterion.op in ("<=", "<") else 1.0  # lower is better: compare negated values
+    a = [sign * before[i] for i in ids]
+    b = [sign * now[i] for i in ids]
+    outcome = stats.regression(a, b, pass_fail=criterion.aggregate == "rate", delta=criterion.delta)
+    diff = sign * outcome["diff"]
+    ci = tuple(sorted((sign * outcome["ci_low"], sign * outcome["ci_high"])))
+    why = []
+    if outcome["significant_regression"]:
+        why.append(f"significant regression (p={outcome['p_value']:.3g})")
+    if outcome["drop_too_large"]:
+        why.append(f"drop {abs(outcome['diff']):.3g} >= {criterion.delta:g}")
+    note = f"vs {baseline.run_id[:8]} on {len(ids)} cases, p={outcome['p_value']:.3g}" + (
+        ": " + "; ".join(why) if why else "")
+    return CriterionResult(criterion, diff, bool(outcome["passed"]), note, ci, len(ids))
+
+
+def _per_case(table: ResultTable, metric: str):
+    for row in table.rows:
+        if metric == CASE_PASS:
+            yield row, float(row.passed)
+        elif metric == ERROR:
+            yield row, float(not row.response.ok)
+        elif metric in row.scores:
+            yield row, row.scores[metric].value
 
 
 def _judge_criterion(criterion: Criterion, value: float, values: list[float]) -> CriterionResult:

@@ -286,7 +286,8 @@ class HarnessSession:
         table = ResultTable.build(dataset.cases, outcome.first, scorer)
         analysis = spec.analysis(table) if spec.analysis is not None else None
         suite_metrics = analysis.metrics if analysis is not None else {}
-        verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model))
+        baseline = self._baseline(name) if any(c.vs_baseline for c in criteria or []) else None
+        verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model), baseline=baseline)
         duration = time.perf_counter() - started
         run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
                        subset_of=full_size if len(dataset) != full_size else None,
@@ -320,6 +321,48 @@ class HarnessSession:
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
                   f"gate {'PASSED' if verdict.passed else 'FAILED'} ({duration:.1f}s)")
         return run
+
+    def _baseline(self, suite: str):
+        """The baseline run of this suite, read back from MLflow (None when none is configured;
+        a Baseline carrying the error when one is configured but cannot be read)."""
+        from harness import tracking
+        from harness.gates import Baseline
+
+        ref, uri = self.config.baseline, self.config.effective_tracking_uri()
+        if not ref:
+            return None
+        try:
+            if ref == "champion":
+                model = self.config.promote_model or self.config.model_uri or ""
+                name, _ = tracking.resolve_model_version(model, uri)  # validates the reference
+                run_id = tracking.champion_run_id(name, suite, uri, self.config.promotion_alias)
+            elif "=" in ref:
+                pairs = dict(item.split("=", 1) for item in ref.split(",") if "=" in item)
+                if suite not in pairs:
+                    return Baseline(error=f"no baseline run given for suite '{suite}'")
+                run_id = pairs[suite].strip()
+            else:
+                run_id = ref
+            recorded = tracking.load_run(run_id, uri)
+        except tracking.TrackingError as exc:
+            return Baseline(error=str(exc))
+        if recorded.suite != suite:
+            return Baseline(run_id, error=f"run {run_id} is of suite '{recorded.suite}', not '{suite}'")
+        frame = recorded.cases
+        values: dict[str, dict[str, float]] = {
+            "case_pass": {str(k): float(bool(v)) for k, v in zip(frame["case_id"], frame["passed"])},
+            "error": {str(k): float(v is not None and v == v) for k, v in zip(frame["case_id"], frame["error"])},
+        }
+        import pandas as pd
+
+        from harness.compare import NOT_SCORES
+
+        for column in frame.columns:
+            if column in values or column in NOT_SCORES or column == "passed" \
+                    or not pd.api.types.is_numeric_dtype(frame[column]):
+                continue
+            values[column] = {str(k): float(v) for k, v in zip(frame["case_id"], frame[column]) if v == v}
+        return Baseline(run_id, values)
 
     def _with_judge(self, name: str, cases, responses, scorer):
         """Ask the judge about every answered case it reads (through the engine: bounded

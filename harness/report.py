@@ -39,7 +39,7 @@ def markdown_report(runs: Sequence[Any], *, promotion: tuple[bool, str] | None =
         out += ["", f"### `{r.name}`", "", "| criterion | value [95% CI] | threshold | result |", "|---|---|---|---|"]
         for c in r.verdict.results:
             note = f" ({_cell(c.note, 120)})" if c.note else ""
-            out.append(f"| `{c.criterion.name}` | {_value(c)} | {c.criterion.op} {c.criterion.threshold:g} "
+            out.append(f"| `{c.criterion.label()}` | {_value(c)} | {c.criterion.bound_text()} "
                        f"| {'pass' if c.passed else '**FAIL**'}{note} |")
         critical = r.verdict.critical_failures
         out.append(f"| critical cases failed | {len(critical)} | == 0 | {'pass' if not critical else '**FAIL**'} |")
