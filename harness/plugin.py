@@ -394,6 +394,11 @@ class HarnessSession:
 
         return with_judge
 
+    def harness_errors(self) -> list[str]:
+        """Suites that raised instead of producing a verdict, or whose run MLflow did not record."""
+        errors = [f"suite '{n}': {e}" for n, e in self._runs.items() if isinstance(e, BaseException)]
+        return errors + [f"suite '{r.name}': {r.tracking_error}" for r in self.runs() if r.tracking_error]
+
     def runs(self) -> list[SuiteRun]:
         return [self._runs[n] for n in self.order]  # type: ignore[misc]
 
@@ -486,12 +491,22 @@ def eval_case(request: pytest.FixtureRequest, eval_suite: SuiteRun,
     return outcome
 
 
+HARNESS_ERROR = pytest.ExitCode.INTERNAL_ERROR  # 3: no verdict could be produced or recorded
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Promotion: when a registered model version is named and everything passed, it gets the
-    promotion alias; otherwise it never does, and the summary says why."""
+    """Exit status 3 when the harness itself failed (a suite could not run, or its results
+    could not be recorded in MLflow), so CI tells "the model failed the gate" (1) apart from
+    "the gate could not decide". Then promotion: when a registered model version is named and
+    everything passed, it gets the promotion alias; otherwise it never does, and says why."""
     state: HarnessSession | None = session.config.stash.get(_STATE, None)
-    if state is None or not state.config.promote_model:
+    if state is None:
+        return
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and state.harness_errors():
+        session.exitstatus = HARNESS_ERROR
+        exitstatus = HARNESS_ERROR
+    if not state.config.promote_model:
         return
     from harness import tracking
 
@@ -520,7 +535,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.promotion = (True, f"promoted: {name} version {version} is now @{config.promotion_alias}")
     except tracking.TrackingError as exc:
         state.promotion = (False, f"NOT promoted: {exc}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a promotion asked for and not done
+        session.exitstatus = HARNESS_ERROR  # a promotion asked for and not done
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -16,7 +16,7 @@ def test_mlflow_store_down_keeps_results_locally_and_fails(stub, eval_project, p
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     # nothing listens on port 9: the tracking server is down
     result = eval_project(server.base_url, "--harness-tracking-uri", "http://127.0.0.1:9")
-    assert result.ret == 1
+    assert result.ret == 3  # a harness error, told apart from a failed gate (1)
     out = result.stdout.str()
     assert "NOT RECORDED IN MLFLOW" in out and "http://127.0.0.1:9" in out
     record_path = pytester.path / ".harness" / "results" / "mini.json"
