@@ -302,34 +302,30 @@ def promote_model_version(name: str, version: str, *, alias: str, run_ids: Mappi
                           tracking_uri: str) -> None:
     """Point `alias` at the version and tag it with the eval runs that cleared it. Called only
     when every gate passed (the plugin decides; this function does not second-guess it)."""
-    quiet_mlflow_environment()
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        client.set_registered_model_alias(name, alias, version)
-        client.set_model_version_tag(name, version, "harness.verdict", "passed")
-        client.set_model_version_tag(name, version, "harness.eval_run_ids",
-                                     ",".join(f"{suite}={run_id}" for suite, run_id in run_ids.items()))
-    except Exception as exc:
-        raise TrackingError(f"registry at {tracking_uri}: could not set alias {alias!r} on "
-                            f"{name} version {version}: {type(exc).__name__}: {exc}") from None
+    _record_verdict_on_version(name, version, "passed", run_ids, tracking_uri, alias=alias)
 
 
 def mark_model_version_failed(name: str, version: str, *, run_ids: Mapping[str, str], tracking_uri: str) -> None:
     """Tag a version that did not pass, so the registry shows why it has no alias."""
+    _record_verdict_on_version(name, version, "failed", run_ids, tracking_uri)
+
+
+def _record_verdict_on_version(name: str, version: str, verdict: str, run_ids: Mapping[str, str],
+                               tracking_uri: str, alias: str | None = None) -> None:
     quiet_mlflow_environment()
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
-        client.set_model_version_tag(name, version, "harness.verdict", "failed")
+        if alias is not None:
+            client.set_registered_model_alias(name, alias, version)
+        client.set_model_version_tag(name, version, "harness.verdict", verdict)
         client.set_model_version_tag(name, version, "harness.eval_run_ids",
                                      ",".join(f"{suite}={run_id}" for suite, run_id in run_ids.items()))
     except Exception as exc:
-        raise TrackingError(f"registry at {tracking_uri}: could not tag {name} version {version}: "
+        action = f"set alias {alias!r} on" if alias else "tag"
+        raise TrackingError(f"registry at {tracking_uri}: could not {action} {name} version {version}: "
                             f"{type(exc).__name__}: {exc}") from None
-
 
 # --- reading runs back (compare, baselines) -------------------------------------------------------
 
