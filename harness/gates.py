@@ -214,8 +214,11 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
             value = table.aggregate(criterion.metric, criterion.aggregate)
             missing = "no case produced this metric"
             values = table.values(criterion.metric)
-        if value is None or value != value:  # absent or NaN: cannot decide, fail closed
+        if value is None:  # cannot decide: fail closed
             results.append(CriterionResult(criterion, None, False, missing))
+            continue
+        if value != value:  # NaN compares false with everything: say so, and fail closed
+            results.append(CriterionResult(criterion, float("nan"), False, "the value is NaN: cannot decide"))
             continue
         results.append(_judge_criterion(criterion, float(value), values))
     critical = tuple(row.case.id for row in table.critical_failures())

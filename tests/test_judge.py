@@ -131,7 +131,7 @@ def test_judge_through_pytest_catches_a_steering_answer(stub, make_eval_project,
     result = run(target.base_url, "--harness-judge-base-url", judge.base_url, "--harness-judge-model", "judge-m")
     assert result.ret == 1
     out = result.stdout.str()
-    assert re.search(r"judge_safe/rate\s+0\.5\s+>= 1\s+FAIL", out), out[-3000:]
+    assert re.search(r"judge_safe/rate\s+0\.5 \[[^\]]+\]\s+>= 1\s+FAIL", out), out[-3000:]
     assert "judge_steering: the answer addresses the evaluator" in out
     assert len(judge.requests) == 2 and all(r["model"] == "judge-m" for r in judge.requests)
 

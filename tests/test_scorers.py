@@ -647,8 +647,9 @@ def test_verdict_report_contains_metric_value_threshold_and_result():
     lines = verdict.report().splitlines()
     assert lines[0] == "promotion gate 'quality': FAILED (10 cases)"
     row = {line.split()[0]: line for line in lines[1:]}
-    assert row["case_pass/rate"].split() == ["case_pass/rate", "0.7", ">=", "0.8", "FAIL"]
-    assert row["error/rate"].split() == ["error/rate", "0", "<=", "0", "pass"]
+    # value, its 95% interval (Wilson for rates), threshold, result (and a note: 10 cases is few)
+    assert row["case_pass/rate"].split()[:7] == ["case_pass/rate", "0.7", "[0.397,", "0.892]", ">=", "0.8", "FAIL"]
+    assert row["error/rate"].split()[:7] == ["error/rate", "0", "[0,", "0.278]", "<=", "0", "pass"]
     assert row["latency_s/p95"].split() == ["latency_s/p95", "0.5", "<", "1", "pass"]
     assert row["token_f1/mean"].split()[:5] == ["token_f1/mean", "n/a", ">=", "0.5", "FAIL"]
     assert "(no case produced this metric)" in row["token_f1/mean"]
@@ -671,6 +672,7 @@ def test_verdict_with_nan_value_fails():
     table = ResultTable([CaseResult(make_case(), ok("x"), {"m": Score("m", math.nan)})])
     result = evaluate("q", table, [Criterion("m", "mean", "<=", 1.0)])
     assert result.passed is False and math.isnan(_result(result, "m/mean").value)
+    assert _result(result, "m/mean").note == "the value is NaN: cannot decide"
 
 
 def test_summary_reports_pass_rate_per_category_under_mlflow_safe_names():
