@@ -171,8 +171,9 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
                 problems.append(f"{where}: only_with_judge must be true or false")
                 continue
             gate_on = entry.get("gate_on", "value")
-            if gate_on not in ("value", "bound") or (gate_on == "bound" and entry["aggregate"] not in ("rate", "mean")):
-                problems.append(f"{where}: gate_on must be 'value' or 'bound' (bound: rate and mean aggregates only)")
+            if gate_on not in ("value", "bound") or (
+                    gate_on == "bound" and entry["aggregate"] not in ("rate", "mean", SUITE_VALUE)):
+                problems.append(f"{where}: gate_on must be 'value' or 'bound' (bound: rate, mean and value only)")
                 continue
             out[suite].append(Criterion(str(entry["metric"]), entry["aggregate"], entry["op"],
                                         float(threshold), str(entry.get("why", "")), only_with_judge, gate_on,
@@ -206,10 +207,13 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
         if criterion.vs_baseline:
             results.append(_vs_baseline(criterion, table, baseline))
             continue
+        ci = None
         if criterion.aggregate == SUITE_VALUE:
             value = (suite_metrics or {}).get(criterion.metric)
             missing = "the suite did not compute this metric"
             values: list[float] = []
+            low, high = ((suite_metrics or {}).get(f"{criterion.metric}/ci_{side}") for side in ("low", "high"))
+            ci = (low, high) if low is not None and high is not None else None
         else:
             value = table.aggregate(criterion.metric, criterion.aggregate)
             missing = "no case produced this metric"
@@ -220,7 +224,7 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
         if value != value:  # NaN compares false with everything: say so, and fail closed
             results.append(CriterionResult(criterion, float("nan"), False, "the value is NaN: cannot decide"))
             continue
-        results.append(_judge_criterion(criterion, float(value), values))
+        results.append(_judge_criterion(criterion, float(value), values, ci))
     critical = tuple(row.case.id for row in table.critical_failures())
     return Verdict(suite, tuple(results), critical, tuple(problems), len(table))
 
@@ -273,12 +277,15 @@ def _per_case(table: ResultTable, metric: str):
             yield row, row.scores[metric].value
 
 
-def _judge_criterion(criterion: Criterion, value: float, values: list[float]) -> CriterionResult:
+def _judge_criterion(criterion: Criterion, value: float, values: list[float],
+                     ci: tuple[float, float] | None = None) -> CriterionResult:
     """Compare the point value (or the interval's bound) with the threshold, and say when the
-    suite has too few cases for the interval to be narrow (+-5 points at 95%)."""
+    suite has too few cases for the interval to be narrow (+-5 points at 95%). Suite-level
+    metrics bring their own interval (`ci`), computed by the suite's analysis."""
     from harness import stats
 
-    ci = stats.metric_ci(values, criterion.aggregate) if values else None
+    if ci is None and values:
+        ci = stats.metric_ci(values, criterion.aggregate)
     compared, note = value, ""
     if criterion.gate_on == "bound":
         if ci is None or ci[0] != ci[0]:

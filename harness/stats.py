@@ -121,15 +121,37 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) ->
 def metric_ci(values: list[float], aggregate: str, confidence: float = 0.95) -> Interval | None:
     """The interval matching how a criterion aggregates the per-case values (results.AGGREGATES).
 
-    "rate" counts non-zero values as successes (as AGGREGATES["rate"] does) -> Wilson;
-    "mean" -> mean_ci. Any other aggregate (count, min, max, percentiles, suite values) -> None:
-    extremes and tail percentiles have no interval worth showing at suite sizes.
+    "rate" counts non-zero values as successes (as AGGREGATES["rate"] does) -> Wilson; "count"
+    -> the same interval times n; "mean" -> mean_ci; percentiles ("p50" ... "p99") -> a
+    percentile bootstrap of that percentile. min and max -> None: an extreme has no interval.
     """
     if aggregate == "rate":
         return rate_ci(sum(1 for v in values if v), len(values), confidence)
+    if aggregate == "count":
+        low, high = rate_ci(sum(1 for v in values if v), len(values), confidence)
+        return (low * len(values), high * len(values))
     if aggregate == "mean":
         return mean_ci(values, confidence)
+    if aggregate in ("p50", "p90", "p95", "p99"):
+        return percentile_ci(values, float(aggregate[1:]), confidence)
     return None
+
+
+def percentile_ci(values: Sequence[float], q: float, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """Percentile-bootstrap interval of the q-th percentile (latency p95 ...); degenerate data
+    (n < 2, all equal) gives the point itself."""
+    _check_confidence(confidence)
+    x = _as_array(values)
+    if x.size == 0:
+        return NAN_INTERVAL
+    point = float(numpy.percentile(x, q))
+    if x.size < 2 or numpy.all(x == x[0]):
+        return (point, point)
+    result = stats.bootstrap((x,), lambda v, axis=-1: numpy.percentile(v, q, axis=axis), vectorized=True,
+                             n_resamples=N_RESAMPLES, confidence_level=confidence, method="percentile",
+                             rng=numpy.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else (point, point)
 
 
 def _half_width(successes: int, n: int, confidence: float) -> float:

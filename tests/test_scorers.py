@@ -650,7 +650,7 @@ def test_verdict_report_contains_metric_value_threshold_and_result():
     # value, its 95% interval (Wilson for rates), threshold, result (and a note: 10 cases is few)
     assert row["case_pass/rate"].split()[:7] == ["case_pass/rate", "0.7", "[0.397,", "0.892]", ">=", "0.8", "FAIL"]
     assert row["error/rate"].split()[:7] == ["error/rate", "0", "[0,", "0.278]", "<=", "0", "pass"]
-    assert row["latency_s/p95"].split() == ["latency_s/p95", "0.5", "<", "1", "pass"]
+    assert row["latency_s/p95"].split() == ["latency_s/p95", "0.5", "[0.5,", "0.5]", "<", "1", "pass"]
     assert row["token_f1/mean"].split()[:5] == ["token_f1/mean", "n/a", ">=", "0.5", "FAIL"]
     assert "(no case produced this metric)" in row["token_f1/mean"]
     assert "criterion" in row and "threshold" in row["criterion"]

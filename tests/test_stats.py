@@ -98,8 +98,9 @@ def test_mean_ci_rejects_nan():
 def test_metric_ci_by_aggregate():
     assert stats.metric_ci([1.0, 0.0, 1.0, 1.0, 0.0], "rate") == stats.rate_ci(3, 5)
     assert stats.metric_ci(PATTERN, "mean") == stats.mean_ci(PATTERN)
-    for how in ("count", "min", "max", "p50", "p95", "value"):
+    for how in ("min", "max", "value"):  # extremes and suite values bring no interval here
         assert stats.metric_ci(PATTERN, how) is None
+    assert stats.metric_ci(PATTERN, "p95") is not None and stats.metric_ci(PATTERN, "count") is not None
 
 
 # --- min_cases_for -----------------------------------------------------------------------------
@@ -265,3 +266,17 @@ def test_regression_large_but_not_significant_drop_fails():
 def test_regression_without_cases_fails_closed():
     result = stats.regression([], [], pass_fail=True, delta=0.05)
     assert math.isnan(result["diff"]) and result["passed"] is False
+
+
+def test_percentile_interval_contains_the_percentile_and_count_scales_wilson():
+    from harness.stats import metric_ci, percentile_ci, rate_ci
+
+    values = [0.5 + 0.01 * i for i in range(100)]  # p95 = 1.4405
+    low, high = percentile_ci(values, 95)
+    assert low <= 1.4405 <= high and high - low < 0.2
+    assert percentile_ci([2.0] * 10, 95) == (2.0, 2.0)
+    assert metric_ci(values, "p95") == (low, high)
+    flags = [1.0] * 8 + [0.0] * 2
+    w_low, w_high = rate_ci(8, 10)
+    assert metric_ci(flags, "count") == pytest.approx((w_low * 10, w_high * 10))
+    assert metric_ci(values, "max") is None
