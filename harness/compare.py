@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from harness import stats
 
@@ -121,8 +120,3 @@ def compare_runs(baseline_run_id: str, candidate_run_id: str, tracking_uri: str)
     return compare_cases(a.cases, b.cases, baseline=f"{a.name} ({a.run_id[:8]})",
                          candidate=f"{b.name} ({b.run_id[:8]})", suite=a.suite)
 
-
-def summary_of(comparison: Comparison) -> dict[str, Any]:
-    return {"suite": comparison.suite, "n_paired": comparison.n_paired,
-            "deltas": [d.__dict__ for d in comparison.deltas],
-            "flipped": [{"case": c, "baseline": a, "candidate": b} for c, a, b in comparison.flipped]}

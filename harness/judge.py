@@ -21,7 +21,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from harness.datasets import Case
 from harness.scorers.base import Score
@@ -138,6 +137,3 @@ def judge_case(case: Case, answer: str) -> Case:
     return Case(id=case.id, messages=tuple(MappingProxyType(m) for m in judge_messages(case, answer)),
                 source=case.source)
 
-
-def describe_judge(info: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"judge_{k}": v for k, v in info.items() if k in ("endpoint", "model")}

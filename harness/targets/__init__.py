@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from harness.config import ConfigError, HarnessConfig
 from harness.targets.base import Response, Target, TargetError
-
-if TYPE_CHECKING:
-    from harness.targets.openai_compatible import OpenAICompatibleTarget
 
 __all__ = ["Response", "Target", "TargetError", "build_target"]
 
