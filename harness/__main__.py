@@ -1,4 +1,5 @@
-"""Command line: `python -m harness compare RUN_A RUN_B [--markdown]`."""
+"""Command line: `python -m harness compare RUN_A RUN_B [--markdown]` and
+`python -m harness drift REFERENCE_RUN CURRENT_RUN` (exit 1 when drift is found)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,39 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI")
                          or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     compare.add_argument("--markdown", action="store_true", help="print Markdown (for a CI job summary)")
+    watch = commands.add_parser("drift", help="drift between a reference run and a current run of one suite; "
+                                              "exit 1 above the thresholds (for a scheduled alert)")
+    watch.add_argument("reference", help="MLflow run id of the reference run")
+    watch.add_argument("current", help="MLflow run id of the current run")
+    watch.add_argument("--tracking-uri", default=compare.get_default("tracking_uri"))
+    watch.add_argument("--experiment", default="harness-drift", help="where the drift run is logged")
+    watch.add_argument("--psi", type=float, default=0.2, help="PSI above which a distribution drifted")
+    watch.add_argument("--rate", type=float, default=0.10, help="absolute change above which a rate drifted")
+    watch.add_argument("--text", type=float, default=0.10, help="TF-IDF centroid cosine distance threshold")
+    watch.add_argument("--alpha", type=float, default=0.01, help="significance level of the tests")
     args = parser.parse_args(argv)
 
-    from harness.compare import compare_runs
     from harness.tracking import TrackingError
+
+    if args.command == "drift":
+        from harness.drift import drift_runs
+        from harness.tracking import log_drift_run
+
+        try:
+            report = drift_runs(args.reference, args.current, args.tracking_uri, alpha=args.alpha,
+                                psi_threshold=args.psi, rate_threshold=args.rate, text_threshold=args.text)
+            run_id = log_drift_run(suite=report.suite, reference_run_id=args.reference,
+                                   current_run_id=args.current, metrics=report.metrics(),
+                                   report_text=report.text(), tracking_uri=args.tracking_uri,
+                                   experiment=args.experiment)
+        except (TrackingError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(report.text())
+        print(f"logged as MLflow run {run_id} in experiment '{args.experiment}'")
+        return 1 if report.drifted else 0
+
+    from harness.compare import compare_runs
 
     try:
         comparison = compare_runs(args.baseline, args.candidate, args.tracking_uri)

@@ -373,3 +373,30 @@ def champion_run_id(model_name: str, suite: str, tracking_uri: str, alias: str =
     if suite not in runs:
         raise TrackingError(f"{model_name}@{alias} (version {version.version}) has no recorded eval run of suite '{suite}'")
     return runs[suite]
+
+
+def log_drift_run(*, suite: str, reference_run_id: str, current_run_id: str, metrics: Mapping[str, float],
+                  report_text: str, tracking_uri: str, experiment: str) -> str:
+    """A drift check as its own MLflow run (tag harness.kind=drift), beside the eval runs."""
+    quiet_mlflow_environment()
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient()
+        run = client.create_run(_experiment_id(client, experiment, tracking_uri), run_name=f"drift · {suite}")
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v and abs(v) != float("inf")],
+            params=[Param("suite", suite), Param("reference_run_id", reference_run_id),
+                    Param("current_run_id", current_run_id)],
+            tags=[RunTag("harness.kind", "drift"), RunTag("harness.suite", suite),
+                  RunTag("mlflow.note.content", f"```\n{report_text}\n```")])
+        client.log_text(run.info.run_id, report_text, "drift_report.txt")
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
+    except Exception as exc:
+        raise TrackingError(f"MLflow at {tracking_uri} could not record the drift check: "
+                            f"{type(exc).__name__}: {exc}") from exc
