@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.datasets import Case, Dataset, DatasetError, _digest_cases
+from harness.datasets import Case, Dataset, DatasetError, digest_cases, iter_jsonl
 from harness.results import ResultTable
 
 ATTRIBUTES_FILE = "attributes.json"
@@ -39,17 +39,13 @@ _LETTERS = "ABC"
 # --- datasets --------------------------------------------------------------------------------
 
 def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The file's JSON objects with their line numbers; every problem reported at once."""
     rows, problems = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: invalid JSON: {exc.msg}")
-            continue
-        if not isinstance(row, dict):
-            problems.append(f"{path}:{number}: expected a JSON object")
+    for number, row, problem in iter_jsonl(path):
+        if problem is None and not isinstance(row, dict):
+            problem = f"{path}:{number}: expected a JSON object"
+        if problem is not None:
+            problems.append(problem)
             continue
         rows.append((number, row))
     if problems:
@@ -111,7 +107,7 @@ def load_templates(path: str | Path) -> Dataset:
                               attributes=MappingProxyType(attributes), source=where))
     if problems:
         raise DatasetError(path, problems)
-    return Dataset(path.stem, path, tuple(cases), _digest_cases(cases))
+    return Dataset(path.stem, path, tuple(cases), digest_cases(cases))
 
 
 def bbq_prompt(context: str, question: str, options: list[str]) -> str:
@@ -155,7 +151,7 @@ def load_ambiguous(path: str | Path) -> Dataset:
                               attributes=MappingProxyType(attributes), source=where))
     if problems:
         raise DatasetError(path, problems)
-    return Dataset(path.stem, path, tuple(cases), _digest_cases(cases))
+    return Dataset(path.stem, path, tuple(cases), digest_cases(cases))
 
 
 # --- suite-level metrics ---------------------------------------------------------------------

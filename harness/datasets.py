@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(
@@ -65,7 +65,7 @@ class Dataset:
             cases = cases[:limit]
         if len(cases) == len(self.cases):
             return self
-        return Dataset(self.name, self.path, tuple(cases), _digest_cases(cases))
+        return Dataset(self.name, self.path, tuple(cases), digest_cases(cases))
 
 
 class DatasetError(ValueError):
@@ -79,19 +79,15 @@ class DatasetError(ValueError):
         super().__init__(f"invalid dataset {path} ({len(problems)} problem(s)):\n  {shown}{more}")
 
 
-def load(path: str | Path, name: str | None = None) -> Dataset:
-    """Load a JSONL dataset; raise DatasetError listing every malformed line."""
-    path = Path(path)
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, JSON value, problem) for every non-blank line of a JSONL file; the value is
+    None when the line has a problem. A missing or non-UTF-8 file raises DatasetError."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DatasetError(path, [f"{path}: file not found"]) from None
     except UnicodeDecodeError as exc:
         raise DatasetError(path, [f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})"]) from None
-
-    problems: list[str] = []
-    cases: list[Case] = []
-    first_line_of: dict[str, int] = {}
     # Split on "\n" only: str.splitlines() also breaks on U+0085/U+2028/U+2029, which JSON
     # strings may legally contain raw.
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -102,13 +98,27 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            problems.append(f"{where}: bad JSON: {exc.msg} (column {exc.colno})")
+            yield lineno, None, f"{where}: bad JSON: {exc.msg} (column {exc.colno})"
             continue
         try:
             json.dumps(record, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            problems.append(f"{where}: invalid Unicode: a lone surrogate escape (e.g. \\ud800)")
+            yield lineno, None, f"{where}: invalid Unicode: a lone surrogate escape (e.g. \\ud800)"
             continue
+        yield lineno, record, None
+
+
+def load(path: str | Path, name: str | None = None) -> Dataset:
+    """Load a JSONL dataset; raise DatasetError listing every malformed line."""
+    path = Path(path)
+    problems: list[str] = []
+    cases: list[Case] = []
+    first_line_of: dict[str, int] = {}
+    for lineno, record, problem in iter_jsonl(path):
+        if problem is not None:
+            problems.append(problem)
+            continue
+        where = f"{path}:{lineno}"
         try:
             case = _parse_case(record, where)
         except _CaseProblem as exc:
@@ -125,10 +135,10 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
         problems.append(f"{path}: no cases")
     if problems:
         raise DatasetError(path, problems)
-    return Dataset(name or path.stem, path, tuple(cases), _digest_cases(cases))
+    return Dataset(name or path.stem, path, tuple(cases), digest_cases(cases))
 
 
-def _digest_cases(cases: Sequence[Case]) -> str:
+def digest_cases(cases: Sequence[Case]) -> str:
     """Content digest independent of formatting, key order and file location."""
     h = hashlib.sha256()
     for case in cases:

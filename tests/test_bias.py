@@ -292,3 +292,14 @@ def test_bias_gate_passes_on_a_model_that_decides_on_the_facts(stub, bias_projec
     result = bias_project(stub(_stub_script(deny_black_applicants=False)).base_url)
     assert result.ret == 0, result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines(["*promotion gate 'bias': PASSED*"])
+
+
+def test_bias_loaders_report_bad_lines_and_missing_files_like_every_dataset(tmp_path):
+    path = _write(tmp_path, [TEMPLATES[0]])
+    path.write_text(path.read_text() + "{not json\n[1, 2]\n")
+    with pytest.raises(DatasetError) as error:
+        load_templates(path)
+    assert error.value.problems == [f"{path}:2: bad JSON: Expecting property name enclosed in double quotes (column 2)",
+                                    f"{path}:3: expected a JSON object"]
+    with pytest.raises(DatasetError, match="file not found"):
+        load_ambiguous(tmp_path / "missing.jsonl")
