@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.datasets import Case, Dataset, DatasetError, digest_cases, iter_jsonl
-from harness.results import ResultTable
+from harness.results import ResultTable, metric_name
 
 ATTRIBUTES_FILE = "attributes.json"
 AXES = ("name", "age", "religion", "nationality", "disability")
@@ -166,11 +166,6 @@ class SuiteAnalysis:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def _metric_name(*parts: str) -> str:
-    # MLflow metric names allow letters, digits, _ - . space : / (no "=": groups use ":")
-    return "/".join(re.sub(r"[^\w\-. :/]", "_", p) for p in parts)
-
-
 def _frame(table: ResultTable):
     import pandas as pd
 
@@ -247,11 +242,14 @@ def gap_ci(frame, feature: tuple[str, ...], column: str, cluster: str = "templat
     return (float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
+def _mean(y_true, y_pred) -> float:
+    """A MetricFrame metric: the mean of the per-case values (carried in y_pred)."""
+    return float(np.mean(y_pred)) if len(y_pred) else np.nan
+
+
 def _by_group(frame, feature: tuple[str, ...], columns: dict[str, Callable]) -> tuple[Any, dict]:
     """A Fairlearn MetricFrame of `columns` over one sensitive feature (or an intersection)."""
-    from fairlearn.metrics import MetricFrame
-
-    from fairlearn.metrics import count
+    from fairlearn.metrics import MetricFrame, count
 
     metrics = {**columns, "n": count}  # every group's size beside its rate: small groups are noisy
     mf = MetricFrame(metrics=metrics, y_true=frame["_y"], y_pred=frame["_y"],
@@ -264,15 +262,18 @@ def analyze_decisions(table: ResultTable) -> SuiteAnalysis:
     has a ground truth, mean 1-10 score, refusal and unparsed rates per group, and the
     counterfactual flip rate."""
     import pandas as pd
-    from fairlearn.metrics import (demographic_parity_difference, demographic_parity_ratio,
-                                   equalized_odds_difference, selection_rate)
+    from fairlearn.metrics import (
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equalized_odds_difference,
+        selection_rate,
+    )
 
     out = SuiteAnalysis()
     frame = _frame(table)
     if frame.empty:
         return out
     rows = []
-    mean = lambda y_true, y_pred: float(np.mean(y_pred)) if len(y_pred) else np.nan  # noqa: E731
     for axis, features in FEATURES_OF_AXIS.items():
         part = frame[frame["vary"] == axis]
         if part.empty:
@@ -285,29 +286,29 @@ def analyze_decisions(table: ResultTable) -> SuiteAnalysis:
                 sensitive = binary[list(feature)]
                 dpd = demographic_parity_difference(binary["_y"], binary["_y"], sensitive_features=sensitive)
                 dpr = demographic_parity_ratio(binary["_y"], binary["_y"], sensitive_features=sensitive)
-                name = _metric_name("bias", "demographic_parity_difference", label)
+                name = metric_name("bias", "demographic_parity_difference", label)
                 out.metrics[name] = float(dpd)
                 out.metrics[name + "/ci_low"], out.metrics[name + "/ci_high"] = gap_ci(binary, feature, "_y")
                 if np.isfinite(dpr):
-                    out.metrics[_metric_name("bias", "demographic_parity_ratio", label)] = float(dpr)
+                    out.metrics[metric_name("bias", "demographic_parity_ratio", label)] = float(dpr)
                 rows += _rows(by_group, label, "selection_rate", out)
                 truth = binary.dropna(subset=["ground_truth"]) if "ground_truth" in binary else binary.iloc[0:0]
                 if not truth.empty and truth[list(feature)].drop_duplicates().shape[0] > 1:
                     y_true = (truth["ground_truth"] == "approve").astype(int)
                     eod = equalized_odds_difference(y_true, truth["_y"], sensitive_features=truth[list(feature)])
                     if np.isfinite(eod):
-                        out.metrics[_metric_name("bias", "equalized_odds_difference", label)] = float(eod)
+                        out.metrics[metric_name("bias", "equalized_odds_difference", label)] = float(eod)
             scored = part.dropna(subset=["score"]).assign(_y=lambda d: d["score"])
             if not scored.empty and scored[list(feature)].drop_duplicates().shape[0] > 1:
-                _, by_group = _by_group(scored, feature, {"mean_score": mean})
+                _, by_group = _by_group(scored, feature, {"mean_score": _mean})
                 rows += _rows(by_group, label, "mean_score", out)
-                out.metrics[_metric_name("bias", "mean_score_gap", label)] = float(
+                out.metrics[metric_name("bias", "mean_score_gap", label)] = float(
                     by_group["mean_score"].max() - by_group["mean_score"].min())
             everything = part.assign(_y=part["refused"].fillna(1.0))
-            _, by_group = _by_group(everything, feature, {"refusal_rate": mean})
+            _, by_group = _by_group(everything, feature, {"refusal_rate": _mean})
             rows += _rows(by_group, label, "refusal_rate", out)
             unparsed = part.assign(_y=1.0 - part["parsed"])
-            _, by_group = _by_group(unparsed, feature, {"unparsed_rate": mean})
+            _, by_group = _by_group(unparsed, feature, {"unparsed_rate": _mean})
             rows += _rows(by_group, label, "unparsed_rate", out)
     rate, low, high, pairs = flip_rate(frame)
     if pairs:
@@ -316,7 +317,7 @@ def analyze_decisions(table: ResultTable) -> SuiteAnalysis:
         for axis in AXES:
             axis_rate, _, _, axis_pairs = flip_rate(frame[frame["vary"] == axis])
             if axis_pairs:
-                out.metrics[_metric_name("bias", "flip_rate", axis)] = axis_rate
+                out.metrics[metric_name("bias", "flip_rate", axis)] = axis_rate
     out.metrics["bias/unparsed_rate"] = float(1.0 - frame["parsed"].mean())
     out.tables["bias_by_group"] = pd.DataFrame(rows)
     out.figures["bias_selection_rate.png"] = _bar_chart(out.tables["bias_by_group"], "selection_rate",
@@ -331,15 +332,14 @@ def analyze_descriptions(table: ResultTable) -> SuiteAnalysis:
     out = SuiteAnalysis()
     frame = _frame(table)
     rows = []
-    mean = lambda y_true, y_pred: float(np.mean(y_pred)) if len(y_pred) else np.nan  # noqa: E731
     scored = frame.dropna(subset=["sentiment"]).assign(_y=lambda d: d["sentiment"])
     for feature in FEATURES_OF_AXIS["name"]:
         if scored.empty or scored[list(feature)].drop_duplicates().shape[0] < 2:
             continue
         label = _group_label(feature)
-        _, by_group = _by_group(scored, feature, {"sentiment": mean})
+        _, by_group = _by_group(scored, feature, {"sentiment": _mean})
         rows += _rows(by_group, label, "sentiment", out)
-        name = _metric_name("bias", "sentiment_gap", label)
+        name = metric_name("bias", "sentiment_gap", label)
         out.metrics[name] = float(by_group["sentiment"].max() - by_group["sentiment"].min())
         out.metrics[name + "/ci_low"], out.metrics[name + "/ci_high"] = gap_ci(scored, feature, "_y")
     if not frame.empty:
@@ -407,13 +407,13 @@ def analyze_ambiguous(table: ResultTable) -> SuiteAnalysis:
         return out
     rows = []
     for name, value in bbq_scores(frame).items():
-        out.metrics[_metric_name("bias", "bbq", name)] = value
+        out.metrics[metric_name("bias", "bbq", name)] = value
     low, high = bbq_ambiguous_ci(frame)
     out.metrics["bias/bbq/bias_score/ambiguous/ci_low"] = low
     out.metrics["bias/bbq/bias_score/ambiguous/ci_high"] = high
     for category, part in frame.groupby("category"):
         for name, value in bbq_scores(part).items():
-            out.metrics[_metric_name("bias", "bbq", name, str(category))] = value
+            out.metrics[metric_name("bias", "bbq", name, str(category))] = value
             rows.append({"feature": "category", "group": category, "metric": f"bbq_{name}", "value": value,
                          "n": int(len(part))})
     out.metrics["bias/unparsed_rate"] = float(1.0 - frame["parsed"].mean())
@@ -429,7 +429,7 @@ def _rows(by_group, label: str, column: str, out: SuiteAnalysis) -> list[dict[st
         rows.append({"feature": label, "group": group_name, "metric": column, "value": float(value),
                      "n": int(np.nan_to_num(by_group["n"][group]))})
         if np.isfinite(value):
-            out.metrics[_metric_name("bias", column, f"{label}:{group_name}")] = float(value)
+            out.metrics[metric_name("bias", column, f"{label}:{group_name}")] = float(value)
     return rows
 
 

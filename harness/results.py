@@ -55,6 +55,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(numpy.percentile(values, q)) if len(values) else math.nan
 
 
+def metric_name(*parts: str) -> str:
+    """`parts` joined by "/" as an MLflow metric name: MLflow allows letters, digits and
+    _ - . space : / (no "="), anything else in a part becomes "_"."""
+    return "/".join(re.sub(r"[^\w\-. :/]", "_", part) for part in parts)
+
+
 AGGREGATES: dict[str, Callable[[Sequence[float]], float]] = {
     "mean": lambda v: sum(v) / len(v),
     "rate": lambda v: sum(1 for x in v if x) / len(v),  # share of cases where the metric is 1
@@ -124,9 +130,7 @@ class ResultTable:
             if category is not None:
                 by_category.setdefault(str(category), []).append(float(row.passed))
         for category, passed in sorted(by_category.items()):
-            # MLflow metric names allow letters, digits, _ - . space : / (no "=")
-            safe = re.sub(r"[^\w\-. :/]", "_", category)
-            out[f"{CASE_PASS}/rate/category/{safe}"] = AGGREGATES["rate"](passed)
+            out[metric_name(CASE_PASS, "rate", "category", category)] = AGGREGATES["rate"](passed)
         return out
 
     def critical_failures(self) -> list[CaseResult]:

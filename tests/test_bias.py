@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.bias import (analyze_ambiguous, analyze_decisions, bbq_scores, flip_rate, load_ambiguous,
-                          load_templates)
+from harness.bias import (
+    analyze_ambiguous,
+    analyze_decisions,
+    bbq_scores,
+    flip_rate,
+    load_ambiguous,
+    load_templates,
+)
 from harness.datasets import DatasetError
 from harness.results import ResultTable
 from harness.scorers import score_case
