@@ -25,7 +25,6 @@ from harness.datasets import Case
 from harness.journal import Journal, request_key
 from harness.targets.base import Response, Target, TargetError
 
-
 MAX_RETRY_AFTER_S = 120.0  # a Retry-After beyond this is taken as a misconfigured server
 
 

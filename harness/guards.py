@@ -25,6 +25,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from harness.scorers.pii import find_pii
 from harness.scorers.safety import find_secret
+from harness.scorers.textclf import LinearTfidf, train_linear_tfidf
 from harness.scorers.toxicity import toxicity_probability
 from harness.targets.base import Response, Target
 
@@ -48,29 +49,18 @@ _SECRET_TOKEN = re.compile(r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-
 # --- the request classifier -------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
-def _request_model():
-    """TF-IDF (words and characters) + logistic regression, trained once per process."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
-
+def _request_model() -> LinearTfidf:
+    """Trained once per process, then scored directly (no scikit-learn input validation per
+    request: the guard sits on every call of a deployment)."""
     rows = [json.loads(line) for line in TRAINING_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    model = make_pipeline(
-        make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True),
-        ),
-        LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced"),
-    )
-    model.fit([r["text"] for r in rows], [r["label"] for r in rows])
-    return model
+    return train_linear_tfidf([r["text"] for r in rows], [r["label"] for r in rows], word_ngrams=(1, 2))
 
 
 def classify_request(text: str) -> dict[str, float]:
     """Probability of each label (harmful, injection, benign) for a user message."""
     model = _request_model()
-    probabilities = model.predict_proba([" ".join(text.split())])[0]
-    return {str(label): float(p) for label, p in zip(model.classes_, probabilities)}
+    probabilities = model.predict_proba(" ".join(text.split()))
+    return {label: float(p) for label, p in zip(model.classes, probabilities)}
 
 
 # --- the two guards ---------------------------------------------------------------------------
