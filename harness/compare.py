@@ -69,7 +69,8 @@ def _p(p: float) -> str:
     return "n/a" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def _is_pass_fail(values) -> bool:
+def is_pass_fail(values) -> bool:
+    """A logged score column holding only pass/fail values (0/1), as opposed to a measurement."""
     return set(values.dropna().unique()) <= {0, 1, 0.0, 1.0, True, False}
 
 
@@ -94,7 +95,7 @@ def compare_cases(baseline_cases, candidate_cases, *, baseline: str = "A", candi
         a, b = paired_values(baseline_cases, candidate_cases, metric)
         if not a:
             continue
-        pass_fail = metric == "passed" or (_is_pass_fail(baseline_cases[metric]) and _is_pass_fail(candidate_cases[metric]))
+        pass_fail = metric == "passed" or (is_pass_fail(baseline_cases[metric]) and is_pass_fail(candidate_cases[metric]))
         if pass_fail:
             p, test = stats.mcnemar([bool(x) for x in a], [bool(x) for x in b])["p_value"], "McNemar"
         else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.compare import NOT_SCORES
+from harness.compare import NOT_SCORES, is_pass_fail
 
 PSI_THRESHOLD = 0.2  # the usual "significant shift" line for PSI
 RATE_THRESHOLD = 0.10  # absolute change of a rate
@@ -142,7 +142,7 @@ def drift(reference_cases, current_cases, *, suite: str = "", reference: str = "
         ref, cur = reference_cases[column].dropna(), current_cases[column].dropna()
         if ref.empty or cur.empty or not np.issubdtype(ref.dtype, np.number):
             continue
-        if set(ref.unique()) | set(cur.unique()) <= {0, 1}:  # a pass/fail score: a rate, not a distribution
+        if is_pass_fail(ref) and is_pass_fail(cur):  # a rate, not a distribution
             report.signals.append(_rate(f"score/{column}", ref, cur, alpha, rate_threshold))
         else:
             report.signals.append(_distribution(f"score/{column}", ref, cur, alpha, psi_threshold))
