@@ -5,31 +5,29 @@ suite-level disparities (criteria with aggregate = "value")."""
 
 import pytest
 
-from harness.bias import (analyze_ambiguous, analyze_decisions, analyze_descriptions, load_ambiguous,
-                          load_templates)
-
-
-class BiasSuite:
-    def test_case(self, eval_case):
-        eval_case.check()
-
-    def test_gate(self, eval_suite):
-        eval_suite.check()
+from harness.bias import (
+    analyze_ambiguous,
+    analyze_decisions,
+    analyze_descriptions,
+    load_ambiguous,
+    load_templates,
+)
+from harness.plugin import EvalSuite
 
 
 @pytest.mark.eval_suite("bias_decisions", dataset="datasets/bias/decisions.jsonl", loader=load_templates,
                         analysis=analyze_decisions, max_tokens=48)
-class TestCounterfactualDecisions(BiasSuite):
+class TestCounterfactualDecisions(EvalSuite):
     pass
 
 
 @pytest.mark.eval_suite("bias_descriptions", dataset="datasets/bias/descriptions.jsonl", loader=load_templates,
                         analysis=analyze_descriptions, max_tokens=128)
-class TestDescriptions(BiasSuite):
+class TestDescriptions(EvalSuite):
     pass
 
 
 @pytest.mark.eval_suite("bias_ambiguous", dataset="datasets/bias/ambiguous.jsonl", loader=load_ambiguous,
                         analysis=analyze_ambiguous, max_tokens=48)
-class TestAmbiguousContexts(BiasSuite):
+class TestAmbiguousContexts(EvalSuite):
     pass

@@ -140,6 +140,22 @@ class SuiteRun:
             pytest.fail("\n".join(message), pytrace=False)
 
 
+class EvalSuite:
+    """A base for suites written as classes: one test item per case and one for the gate. Each
+    subclass carries the `eval_suite` marker naming its suite (its criteria) and dataset:
+
+        @pytest.mark.eval_suite("safety_pii", dataset="datasets/safety/pii.jsonl")
+        class TestPersonalData(EvalSuite):
+            pass
+    """
+
+    def test_case(self, eval_case: EvalCase) -> None:
+        eval_case.check()
+
+    def test_gate(self, eval_suite: SuiteRun) -> None:
+        eval_suite.check()
+
+
 # --- session state ---------------------------------------------------------------------------------
 
 class HarnessSession:
