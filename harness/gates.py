@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.results import AGGREGATES, CASE_PASS, ERROR, ResultTable
+from harness.results import AGGREGATES, ERROR, ResultTable
 
 # `aggregate = "value"`: the criterion reads a metric the suite computed over all its cases (the
 # bias suites' disparities, flip rate, BBQ bias score), not an aggregate of per-case scores.
@@ -247,7 +247,7 @@ def _vs_baseline(criterion: Criterion, table: ResultTable, baseline: Baseline | 
     if baseline.error or baseline.values is None:
         return CriterionResult(criterion, None, False, f"baseline unavailable (fails closed): {baseline.error}")
     before = baseline.values.get(criterion.metric, {})
-    now = {row.case.id: v for row, v in _per_case(table, criterion.metric)}
+    now = table.values_by_case(criterion.metric)
     ids = sorted(set(before) & set(now))
     if not ids:
         return CriterionResult(criterion, None, False, f"no case of baseline {baseline.run_id[:8]} to pair with")
@@ -265,16 +265,6 @@ def _vs_baseline(criterion: Criterion, table: ResultTable, baseline: Baseline | 
     note = f"vs {baseline.run_id[:8]} on {len(ids)} cases, p={outcome['p_value']:.3g}" + (
         ": " + "; ".join(why) if why else "")
     return CriterionResult(criterion, diff, bool(outcome["passed"]), note, ci, len(ids))
-
-
-def _per_case(table: ResultTable, metric: str):
-    for row in table.rows:
-        if metric == CASE_PASS:
-            yield row, float(row.passed)
-        elif metric == ERROR:
-            yield row, float(not row.response.ok)
-        elif metric in row.scores:
-            yield row, row.scores[metric].value
 
 
 def _judge_criterion(criterion: Criterion, value: float, values: list[float],

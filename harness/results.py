@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy
 
@@ -100,11 +100,20 @@ class ResultTable:
 
     def values(self, metric: str) -> list[float]:
         """Per-case values of a metric, over the cases that have it."""
-        if metric == CASE_PASS:
-            return [float(row.passed) for row in self.rows]
-        if metric == ERROR:
-            return [float(not row.response.ok) for row in self.rows]
-        return [row.scores[metric].value for row in self.rows if metric in row.scores]
+        return [value for _, value in self._values_with_ids(metric)]
+
+    def values_by_case(self, metric: str) -> dict[str, float]:
+        """Case id -> value of a metric, over the cases that have it (pairing two runs)."""
+        return dict(self._values_with_ids(metric))
+
+    def _values_with_ids(self, metric: str) -> Iterator[tuple[str, float]]:
+        for row in self.rows:
+            if metric == CASE_PASS:
+                yield row.case.id, float(row.passed)
+            elif metric == ERROR:
+                yield row.case.id, float(not row.response.ok)
+            elif metric in row.scores:
+                yield row.case.id, row.scores[metric].value
 
     def aggregate(self, metric: str, how: str) -> float | None:
         """None when no case has the metric: the gate must not guess (it fails closed)."""
