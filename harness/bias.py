@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.datasets import Case, Dataset, DatasetError, digest_cases, iter_jsonl
-from harness.results import ResultTable, metric_name
+from harness.results import ResultTable, SuiteAnalysis, metric_name
 
 ATTRIBUTES_FILE = "attributes.json"
 AXES = ("name", "age", "religion", "nationality", "disability")
@@ -155,16 +155,6 @@ def load_ambiguous(path: str | Path) -> Dataset:
 
 
 # --- suite-level metrics ---------------------------------------------------------------------
-
-@dataclass
-class SuiteAnalysis:
-    """What a suite computes over all its cases: metrics (gated with aggregate "value"), tables
-    (name -> DataFrame) and figures (name -> matplotlib Figure), all logged to MLflow."""
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    tables: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-
 
 def _frame(table: ResultTable):
     import pandas as pd

@@ -216,9 +216,12 @@ class _Run:
 
 async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings = EngineSettings(), *,
                journal: Journal | None = None, replay: bool = False, resume: bool = True,
-               on_done: Callable[[Case, int, Response], None] | None = None, seed: int = 0) -> RunOutcome:
+               on_done: Callable[[Case, int, Response], None] | None = None, seed: int = 0,
+               complete_journal: bool = True) -> RunOutcome:
     """Ask every case `settings.samples` times. With `replay`, nothing is asked: stored answers
-    are returned and missing ones become errors."""
+    are returned and missing ones become errors. `complete_journal=False` leaves the journal
+    open to later calls of the same run (follow-up questions asked one at a time): a
+    completed journal is discarded by the next run."""
     identity = target.describe()
     stored = journal.load() if journal is not None else {}
     torn = journal.torn_lines if journal is not None else 0
@@ -263,7 +266,7 @@ async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings =
     try:
         workers = min(settings.concurrency, queue.qsize())
         await asyncio.gather(*(worker() for _ in range(workers)))
-        if journal is not None and not replay:
+        if journal is not None and not replay and complete_journal:
             journal.finish()
     finally:
         if journal is not None:

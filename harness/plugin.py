@@ -57,7 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{MARKER}(name, dataset, scorer=None, loader=None, analysis=None, max_tokens=None): "
+        "markers", f"{MARKER}(name, dataset, scorer=None, loader=None, analysis=None, max_tokens=None, "
+                   "relation=None): "
                    "an evaluation suite over a dataset file")
     config.addinivalue_line("markers", "local_model: needs the real embedded local model")
     options = {name: config.getoption(f"harness_{name}", None) for name, meta in settings()
@@ -167,6 +168,7 @@ class HarnessSession:
         self._runs: dict[str, SuiteRun | BaseException] = {}
         self._criteria: dict[str, list] | None = None
         self._server = None
+        self._guards = None
         self._reporter = None
         self.order: list[str] = []
         self.promotion: tuple[bool, str] | None = None  # (promoted, what to tell the user)
@@ -192,8 +194,10 @@ class HarnessSession:
         from harness.guards import GuardedTarget, InputGuard, OutputGuard
 
         guards = self.config.guards
-        return GuardedTarget(target, InputGuard() if guards in ("input", "both") else None,
-                             OutputGuard() if guards in ("output", "both") else None)
+        if self._guards is None:  # trained once per session, however many targets are built
+            self._guards = (InputGuard() if guards in ("input", "both") else None,
+                            OutputGuard() if guards in ("output", "both") else None)
+        return GuardedTarget(target, *self._guards)
 
     def _model_target(self, max_tokens: int | None = None):
         from harness.targets import build_target
@@ -299,7 +303,13 @@ class HarnessSession:
                 scorer = self._with_judge(name, dataset.cases, outcome.first, scorer)
             else:
                 self._say(f"suite '{name}': LLM judge skipped (no judge_model configured): offline scorers only")
-        table = ResultTable.build(dataset.cases, outcome.first, scorer)
+        cases, responses = list(dataset.cases), outcome.first
+        followups = None
+        if spec.relation is not None:  # cases scored against each other (robustness), maybe asking more
+            followups = _FollowUps(self, spec, info)
+            cases, responses, scorer = spec.relation(cases, responses, scorer, followups.ask)
+            followups.finish()
+        table = ResultTable.build(cases, responses, scorer)
         analysis = spec.analysis(table) if spec.analysis is not None else None
         suite_metrics = analysis.metrics if analysis is not None else {}
         baseline = self._baseline(name) if any(c.vs_baseline for c in criteria or []) else None
@@ -316,6 +326,8 @@ class HarnessSession:
                    "engine/elapsed_s": stats.elapsed_s,
                    "engine/final_concurrency": stats.final_concurrency,
                    "engine/breaker_opened": float(stats.breaker_opened)}
+        if followups is not None:
+            metrics.update({"engine/followup_calls": followups.calls, "engine/followup_reused": followups.reused})
         run.local_record = tracking.write_local_record(
             config.path(config.results_dir), suite=name, table=table, verdict=verdict,
             dataset=dataset, target_info=info, metrics=metrics)
@@ -424,11 +436,50 @@ class HarnessSession:
             self._server = None
 
 
+class _FollowUps:
+    """More questions to the suite's target after its main run, asked one batch at a time
+    through the engine (retries, the suite's settings) with a journal of their own that stays
+    open until the suite is done, so an interrupted run resumes them and a replay answers them
+    without calls."""
+
+    def __init__(self, session: "HarnessSession", spec: "SuiteSpec", identity: dict):
+        config = session.config
+        self._session, self._spec, self._config = session, spec, config
+        self._journal = (Journal.for_suite(config.path(config.journal_dir), f"{spec.name}.followup", identity)
+                         if config.journal_dir else None)
+        self._resume = config.resume  # the first batch decides; later ones continue this run's journal
+        self.calls = 0
+        self.reused = 0
+
+    def ask(self, cases) -> list[Response]:
+        from harness import engine
+
+        config = self._config
+        outcome = engine.run(cases, self._session._target(self._spec.max_tokens), engine.EngineSettings(
+            concurrency=config.effective_concurrency(), max_retries=config.max_retries,
+            deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
+            tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
+            breaker_after=config.breaker_after), journal=self._journal, replay=config.replay,
+            resume=self._resume, complete_journal=False)
+        self._resume = True
+        self.calls += outcome.stats.calls
+        self.reused += outcome.stats.reused
+        return outcome.first
+
+    def finish(self) -> None:
+        if self._journal is not None and not self._config.replay and self._journal.path.exists():
+            self._journal.start(fresh=False)
+            self._journal.finish()
+
+
 @dataclass(frozen=True)
 class SuiteSpec:
     """What the `eval_suite` marker declares: the suite's name (its criteria), its dataset file,
     and optionally a per-case scorer, a loader for non-JSONL datasets, a suite-level analysis
-    (table -> harness.bias.SuiteAnalysis: metrics, tables, figures) and a max_tokens cap."""
+    (table -> harness.results.SuiteAnalysis: metrics, tables, figures), a max_tokens cap, and a
+    relation between cases: (cases, responses, scorer, ask) -> (cases, responses, scorer),
+    which scores cases against each other and may ask the model more questions through `ask`
+    (the robustness suite's shrinking; see harness.robustness)."""
 
     name: str
     dataset: str
@@ -436,6 +487,7 @@ class SuiteSpec:
     loader: Callable[[Path], Dataset] | None = None
     analysis: Callable[[ResultTable], Any] | None = None
     max_tokens: int | None = None
+    relation: Callable[..., tuple[list[Case], list[Response], Callable]] | None = None
 
 
 def _suite_marker(node: Any) -> SuiteSpec:
@@ -447,11 +499,11 @@ def _suite_marker(node: Any) -> SuiteSpec:
     dataset = marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("dataset")
     if not name or not dataset:
         raise pytest.UsageError(f"{node.nodeid}: {MARKER} needs a name and a dataset")
-    unknown = set(marker.kwargs) - {"name", "dataset", "scorer", "loader", "analysis", "max_tokens"}
+    unknown = set(marker.kwargs) - {"name", "dataset", "scorer", "loader", "analysis", "max_tokens", "relation"}
     if unknown:
         raise pytest.UsageError(f"{node.nodeid}: {MARKER} got unknown arguments {sorted(unknown)}")
     return SuiteSpec(name, dataset, marker.kwargs.get("scorer"), marker.kwargs.get("loader"),
-                     marker.kwargs.get("analysis"), marker.kwargs.get("max_tokens"))
+                     marker.kwargs.get("analysis"), marker.kwargs.get("max_tokens"), marker.kwargs.get("relation"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

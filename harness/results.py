@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy
 
@@ -144,6 +144,16 @@ class ResultTable:
 
     def critical_failures(self) -> list[CaseResult]:
         return [row for row in self.rows if row.case.critical and not row.passed]
+
+
+@dataclass
+class SuiteAnalysis:
+    """What a suite computes over all its cases: metrics (gated with aggregate "value"), tables
+    (name -> DataFrame) and figures (name -> matplotlib Figure), all logged to MLflow."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def repeat_scores(case: Case, responses: Sequence[Response],
