@@ -1,5 +1,8 @@
-"""Command line: `python -m harness compare RUN_A RUN_B [--markdown]` and
-`python -m harness drift REFERENCE_RUN CURRENT_RUN` (exit 1 when drift is found)."""
+"""Command line: `python -m harness compare RUN_A RUN_B [--markdown]`,
+`python -m harness drift REFERENCE_RUN CURRENT_RUN` and
+`python -m harness drift REFERENCE_RUN --traces-experiment NAME [--since 24h] [--until TIME]`
+(a deployed model's traces as the current side). drift exits 0 without drift, 1 on drift, 2 on
+an error and 3 when the trace window is too small to test (it fails closed)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,20 @@ def main(argv: list[str] | None = None) -> int:
                          or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     compare.add_argument("--markdown", action="store_true", help="print Markdown (for a CI job summary)")
     watch = commands.add_parser("drift", help="drift between a reference run and a current run of one suite; "
-                                              "exit 1 above the thresholds (for a scheduled alert)")
+                                              "exit 1 above the thresholds (for a scheduled alert)",
+                                epilog="exit status: 0 no drift, 1 drift, 2 error, 3 trace window too small "
+                                       "to test (fails closed)")
     watch.add_argument("reference", help="MLflow run id of the reference run")
-    watch.add_argument("current", help="MLflow run id of the current run")
+    watch.add_argument("current", nargs="?", help="MLflow run id of the current run (or use --traces-experiment)")
+    window = watch.add_argument_group("a window of traces as the current side (instead of CURRENT)")
+    window.add_argument("--traces-experiment", metavar="NAME",
+                        help="MLflow experiment the deployed model logs its traces to")
+    window.add_argument("--since", metavar="TIME", help="start of the window: a duration back from now "
+                        "(24h, 90m, 7d) or an ISO date-time (naive = UTC); default 24h")
+    window.add_argument("--until", metavar="TIME", help="end of the window (excluded), same forms; default now")
+    window.add_argument("--max-traces", type=int, metavar="N", help="read at most the N newest traces; default 5000")
+    window.add_argument("--latency-psi", type=float, metavar="PSI",
+                        help="alert on a latency shift above this PSI (default: latency is reported only)")
     watch.add_argument("--tracking-uri", default=compare.get_default("tracking_uri"))
     watch.add_argument("--experiment", default="harness-drift", help="where the drift run is logged")
     watch.add_argument("--psi", type=float, default=0.2, help="PSI above which a distribution drifted")
@@ -32,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness.tracking import TrackingError
 
+    if args.command == "drift" and (args.traces_experiment is None) == (args.current is None):
+        parser.error("drift: give either CURRENT (a run id) or --traces-experiment NAME, not both or neither")
+    if args.command == "drift" and args.traces_experiment is None and (
+            args.since or args.until or args.max_traces is not None or args.latency_psi is not None):
+        parser.error("drift: --since, --until, --max-traces and --latency-psi apply to --traces-experiment only")
+    if args.command == "drift" and args.max_traces is not None and args.max_traces < 1:
+        parser.error("drift: --max-traces must be at least 1")
+    if args.command == "drift" and args.traces_experiment is not None:
+        return _drift_traces(args)
     if args.command == "drift":
         from harness.drift import drift_runs
         from harness.tracking import log_drift_run
@@ -59,6 +82,56 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(comparison.markdown() if args.markdown else comparison.text())
     return 0
+
+
+def _drift_traces(args: argparse.Namespace) -> int:
+    """Reference run vs a window of traces; the check is logged even when the window is too small,
+    so a dashboard of drift checks shows the gap."""
+    import time
+
+    from harness.drift import (
+        DEFAULT_SINCE,
+        EXIT_INSUFFICIENT_WINDOW,
+        MAX_WINDOW_TRACES,
+        InsufficientWindow,
+        drift_traces,
+        parse_time,
+    )
+    from harness.tracking import TrackingError, log_drift_run
+
+    now_ms = int(time.time() * 1000)
+    try:
+        since_ms = parse_time(args.since or DEFAULT_SINCE, now_ms)
+        until_ms = parse_time(args.until, now_ms) if args.until else now_ms
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if since_ms >= until_ms:
+        print("error: the window is empty by construction: --since is not before --until", file=sys.stderr)
+        return 2
+    common = {"reference_run_id": args.reference, "current_run_id": None, "tracking_uri": args.tracking_uri,
+              "experiment": args.experiment}
+    try:
+        try:
+            report = drift_traces(args.reference, args.traces_experiment, args.tracking_uri, since_ms=since_ms,
+                                  until_ms=until_ms, max_traces=args.max_traces or MAX_WINDOW_TRACES,
+                                  alpha=args.alpha, psi_threshold=args.psi, rate_threshold=args.rate,
+                                  text_threshold=args.text, latency_threshold=args.latency_psi)
+        except InsufficientWindow as exc:
+            run_id = log_drift_run(suite=exc.suite, metrics=exc.window.metrics(), report_text=str(exc),
+                                   current_traces=exc.window.params(), status="insufficient_window", **common)
+            print(f"error: {exc}", file=sys.stderr)
+            print(f"logged as MLflow run {run_id} in experiment '{args.experiment}'", file=sys.stderr)
+            return EXIT_INSUFFICIENT_WINDOW
+        window = report.window
+        run_id = log_drift_run(suite=report.suite, metrics={**report.metrics(), **window.metrics()},
+                               report_text=report.text(), current_traces=window.params(), **common)
+    except (TrackingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.text())
+    print(f"logged as MLflow run {run_id} in experiment '{args.experiment}'")
+    return 1 if report.drifted else 0
 
 
 if __name__ == "__main__":

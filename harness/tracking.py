@@ -375,9 +375,14 @@ def champion_run_id(model_name: str, suite: str, tracking_uri: str, alias: str =
     return runs[suite]
 
 
-def log_drift_run(*, suite: str, reference_run_id: str, current_run_id: str, metrics: Mapping[str, float],
-                  report_text: str, tracking_uri: str, experiment: str) -> str:
-    """A drift check as its own MLflow run (tag harness.kind=drift), beside the eval runs."""
+def log_drift_run(*, suite: str, reference_run_id: str, current_run_id: str | None, metrics: Mapping[str, float],
+                  report_text: str, tracking_uri: str, experiment: str,
+                  current_traces: Mapping[str, Any] | None = None, status: str = "checked") -> str:
+    """A drift check as its own MLflow run (tag harness.kind=drift), beside the eval runs. When the
+    current side is a window of traces rather than a run, `current_traces` describes it (logged
+    as `current_traces.*` params, tag harness.drift.current=traces). `status` is "checked", or
+    why no check could be made (a window too small to test is logged too, so a dashboard shows
+    the gap instead of silence)."""
     quiet_mlflow_environment()
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
@@ -390,9 +395,12 @@ def log_drift_run(*, suite: str, reference_run_id: str, current_run_id: str, met
         client.log_batch(
             run.info.run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v == v and abs(v) != float("inf")],
-            params=[Param("suite", suite), Param("reference_run_id", reference_run_id),
-                    Param("current_run_id", current_run_id)],
+            params=[Param("suite", suite), Param("reference_run_id", reference_run_id)]
+            + ([Param("current_run_id", current_run_id)] if current_run_id is not None else [])
+            + [Param(f"current_traces.{k}", str(v)[:_MAX_PARAM_LEN]) for k, v in (current_traces or {}).items()],
             tags=[RunTag("harness.kind", "drift"), RunTag("harness.suite", suite),
+                  RunTag("harness.drift.current", "traces" if current_traces is not None else "run"),
+                  RunTag("harness.drift.status", status),
                   RunTag("mlflow.note.content", f"```\n{report_text}\n```")])
         client.log_text(run.info.run_id, report_text, "drift_report.txt")
         client.set_terminated(run.info.run_id)
@@ -400,3 +408,94 @@ def log_drift_run(*, suite: str, reference_run_id: str, current_run_id: str, met
     except Exception as exc:
         raise TrackingError(f"MLflow at {tracking_uri} could not record the drift check: "
                             f"{type(exc).__name__}: {exc}") from exc
+
+
+# --- reading traces back (drift of a deployed model) ----------------------------------------------
+
+_TRACE_PAGE = 500  # traces per search request: spans included, so pages stay a few MB
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    """One span of a trace, as plain data: drift reads shapes without importing mlflow."""
+
+    name: str
+    span_type: str
+    parent_id: str | None
+    start_ns: int
+    end_ns: int | None
+    inputs: Any
+    outputs: Any
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    trace_id: str
+    timestamp_ms: int
+    state: str  # OK, ERROR or IN_PROGRESS
+    spans: tuple[SpanRecord, ...]
+    assessments: dict[str, float]  # numeric or boolean feedback by name (e.g. a production scorer)
+
+
+@dataclass(frozen=True)
+class TraceBatch:
+    """The traces of one experiment logged in [since_ms, until_ms), newest first."""
+
+    experiment: str
+    experiment_id: str
+    since_ms: int
+    until_ms: int
+    traces: list[TraceRecord]
+    truncated: bool  # more traces than max_traces were in the window: the newest were kept
+
+
+def load_traces(experiment: str, tracking_uri: str, *, since_ms: int, until_ms: int, max_traces: int) -> TraceBatch:
+    """The newest `max_traces` traces of `experiment` with a start time in [since_ms, until_ms).
+    Raises TrackingError when the store or the experiment cannot be read."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise TrackingError(f"MLflow at {tracking_uri} has no experiment '{experiment}'")
+            records: list[TraceRecord] = []
+            page_token = None
+            truncated = False
+            while True:
+                # one more than asked for: that is how a truncated window is told apart
+                page = client.search_traces(
+                    locations=[found.experiment_id],
+                    filter_string=f"trace.timestamp_ms >= {int(since_ms)} AND trace.timestamp_ms < {int(until_ms)}",
+                    order_by=["timestamp_ms DESC"], max_results=min(_TRACE_PAGE, max_traces + 1 - len(records)),
+                    page_token=page_token)
+                records.extend(_trace_record(t) for t in page)
+                if len(records) > max_traces:
+                    records, truncated = records[:max_traces], True
+                    break
+                page_token = page.token
+                if not page_token:
+                    break
+    except TrackingError:
+        raise
+    except Exception as exc:
+        raise TrackingError(f"MLflow at {tracking_uri}: cannot read traces of experiment '{experiment}': "
+                            f"{type(exc).__name__}: {exc}") from None
+    return TraceBatch(experiment, found.experiment_id, since_ms, until_ms, records, truncated)
+
+
+def _trace_record(trace) -> TraceRecord:
+    info = trace.info
+    spans = tuple(SpanRecord(s.name, str(s.span_type or ""), s.parent_id, s.start_time_ns, s.end_time_ns,
+                             s.inputs, s.outputs) for s in trace.data.spans)
+    assessments = {}
+    for assessment in info.assessments or []:
+        value = getattr(assessment, "value", None) if getattr(assessment, "feedback", None) is not None else None
+        # an overridden assessment (valid False) was superseded by a later one of the same name
+        if getattr(assessment, "valid", True) is not False and isinstance(value, (bool, int, float)):
+            assessments[assessment.name] = float(value)
+    state = getattr(info.state, "value", str(info.state))
+    return TraceRecord(info.trace_id, int(info.timestamp_ms), state, spans, assessments)
