@@ -15,7 +15,7 @@ from harness import stats
 
 # per-case columns of the logged table that are not scores
 NOT_SCORES = {"case_id", "input", "expected", "response", "critical", "failures", "error", "attempts",
-               "finish_reason", "tags", "source"}
+               "finish_reason", "tags", "source", "judge_rationale"}
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ class HarnessConfig:
     # --- optional LLM judge (any OpenAI-compatible endpoint) ----------------------------------
     judge_base_url: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_BASE_URL", "--harness-judge-base-url",
                                           doc="OpenAI-compatible endpoint of the judge model; with "
-                                              "judge_model set, safety answers are also judged")
+                                              "judge_model set, quality and safety answers are also judged")
     judge_model: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_MODEL", "--harness-judge-model",
                                        doc="the judge's model name (no judge when unset: offline scorers only)")
     judge_api_key: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_API_KEY", secret=True)

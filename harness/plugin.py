@@ -298,7 +298,9 @@ class HarnessSession:
             per_case = dict(zip((c.id for c in dataset.cases), outcome.responses))
             scorer = lambda case, response: base(case, response) + repeat_scores(  # noqa: E731
                 case, per_case[case.id], base)
-        if any(judged(case) for case in dataset.cases):  # the judge reads the first answer
+        # the judge reads the first answer; not in suites whose cases are related (robustness):
+        # the answers their relation asks for later would go unjudged and compare unequally
+        if spec.relation is None and any(judged(case) for case in dataset.cases):
             if config.judge_model:
                 scorer = self._with_judge(name, dataset.cases, outcome.first, scorer)
             else:
@@ -311,6 +313,10 @@ class HarnessSession:
             followups.finish()
         table = ResultTable.build(cases, responses, scorer)
         analysis = spec.analysis(table) if spec.analysis is not None else None
+        if config.judge_model and spec.relation is None and any(judged(case) for case in dataset.cases):
+            from harness.judge import judge_analysis  # agreement with the offline checks, rationales
+
+            analysis = judge_analysis(table, analysis)
         suite_metrics = analysis.metrics if analysis is not None else {}
         baseline = self._baseline(name) if any(c.vs_baseline for c in criteria or []) else None
         verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model), baseline=baseline)
@@ -392,9 +398,11 @@ class HarnessSession:
             values[column] = {str(k): float(v) for k, v in zip(frame["case_id"], frame[column]) if v == v}
         return Baseline(run_id, values)
 
-    def _with_judge(self, name: str, cases, responses, scorer):
+    def _with_judge(self, name: str, cases, responses, scorer, concurrency: int = 8):
         """Ask the judge about every answered case it reads (through the engine: bounded
-        retries, its own journal) and return `scorer` plus the judge's scores."""
+        retries, its own journal) and return `scorer` plus the judge's scores. `concurrency`
+        is 1 for a judge that answers one request at a time (the embedded model, in
+        bench/judge_agreement.py)."""
         from harness import engine
         from harness.judge import judge_case, judge_scores
         from harness.targets import build_target
@@ -409,7 +417,7 @@ class HarnessSession:
                    if config.journal_dir else None)
         self._say(f"suite '{name}': asking the judge ({config.judge_model}) about {len(asked)} answers ...")
         outcome = engine.run([judge_case(c, r.text) for c, r in asked], target, engine.EngineSettings(
-            concurrency=8, max_retries=config.max_retries, deadline_s=config.deadline_s,
+            concurrency=concurrency, max_retries=config.max_retries, deadline_s=config.deadline_s,
             breaker_after=config.breaker_after), journal=journal, replay=config.replay, resume=config.resume)
         replies = {case.id: reply for (case, _), reply in zip(asked, outcome.first)}
 

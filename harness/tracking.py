@@ -140,6 +140,9 @@ def _experiment_id(client, name: str, tracking_uri: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+JUDGE_VERDICTS = ("judge_correct", "judge_safe")  # the judge's pass/fail scores, which carry its rationale
+
+
 def _table_frame(table: ResultTable):
     import pandas as pd
 
@@ -159,6 +162,8 @@ def _table_frame(table: ResultTable):
             "finish_reason": row.response.finish_reason,
             "tags": ",".join(row.case.tags),
             "source": row.case.source,
+            # the LLM judge's one-sentence reason, passed or failed (None when no judge ran)
+            "judge_rationale": next((row.scores[n].rationale for n in JUDGE_VERDICTS if n in row.scores), None),
         }
         for name in score_names:
             score = row.scores.get(name)
