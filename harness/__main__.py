@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         except (TrackingError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(report.text())
-        print(f"logged as MLflow run {run_id} in experiment '{args.experiment}'")
-        return 1 if report.drifted else 0
+        return _drift_verdict(report, run_id, args.experiment)
 
     from harness.compare import compare_runs
 
@@ -82,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(comparison.markdown() if args.markdown else comparison.text())
     return 0
+
+
+def _drift_verdict(report, run_id: str, experiment: str) -> int:
+    """Print a logged drift check; exit 1 on drift (the scheduled alert), 0 otherwise."""
+    print(report.text())
+    print(f"logged as MLflow run {run_id} in experiment '{experiment}'")
+    return 1 if report.drifted else 0
 
 
 def _drift_traces(args: argparse.Namespace) -> int:
@@ -129,9 +134,7 @@ def _drift_traces(args: argparse.Namespace) -> int:
     except (TrackingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report.text())
-    print(f"logged as MLflow run {run_id} in experiment '{args.experiment}'")
-    return 1 if report.drifted else 0
+    return _drift_verdict(report, run_id, args.experiment)
 
 
 if __name__ == "__main__":
