@@ -348,13 +348,13 @@ class RobustnessSuite:
         def original_of(case: Case) -> Case:
             return by_id[case.attributes["source_case"]]
 
-        flipped: dict[tuple[str, str], dict[str, Response]] = {}  # (source, kind) -> answers by prompt
+        drawn: dict[tuple[str, str], dict[str, Response]] = {}  # (source, kind) -> answers by prompt
         for case in cases:
             if case.attributes.get("role") == "perturbed":
                 source, kind = original_of(case).id, case.attributes["perturbation"]
-                flipped.setdefault((source, kind), {})[case.prompt] = answers[case.id]
-        flipped = {key: known for key, known in flipped.items()
-                   if any(_differs(outcome[key[0]], _outcome(by_id[key[0]], r, scorer)) for r in known.values())}
+                drawn.setdefault((source, kind), {})[case.prompt] = answers[case.id]
+        flipped = {(source, kind): known for (source, kind), known in drawn.items()
+                   if any(_differs(outcome[source], _outcome(by_id[source], r, scorer)) for r in known.values())}
         extra_cases: list[Case] = []
         extra_responses: list[Response] = []
         for (source_id, kind), known in flipped.items():
