@@ -9,6 +9,9 @@ Cohen's kappa, raw agreement and the confusion counts.
     python bench/judge_agreement.py --limit 30            # the first 30 cases only
     python bench/judge_agreement.py --judge-base-url URL --judge-model NAME   # any endpoint
                                                           # (key: HARNESS_JUDGE_API_KEY)
+    python bench/judge_agreement.py --json-schema         # structured judge output (the
+                                                          # judge_json_schema setting)
+    python bench/judge_agreement.py --verdicts v.csv      # every verdict, with its rationale
 
 With no --judge-base-url the embedded model (SmolLM2-135M-Instruct) is started like the harness
 starts it and judges its own answers. It is far too weak to be a judge: the figure measures the
@@ -36,7 +39,7 @@ from harness import engine  # noqa: E402
 from harness.config import load_config  # noqa: E402
 from harness.datasets import load  # noqa: E402
 from harness.journal import Journal  # noqa: E402
-from harness.judge import AGREEMENT, judge_analysis, judged  # noqa: E402
+from harness.judge import AGREEMENT, agreement, judge_analysis, judged  # noqa: E402
 from harness.plugin import HarnessSession  # noqa: E402
 from harness.results import ResultTable  # noqa: E402
 from harness.scorers import score_case  # noqa: E402
@@ -63,6 +66,9 @@ def main() -> None:
     parser.add_argument("--judge-base-url", default=None, help="default: start the embedded model")
     parser.add_argument("--judge-model", default=None)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--json-schema", action="store_true",
+                        help="each judge request carries its verdict's JSON schema (judge_json_schema)")
+    parser.add_argument("--verdicts", default=None, help="write every verdict (ratings, rationale) to this CSV")
     args = parser.parse_args()
 
     config = load_config(ROOT)
@@ -78,7 +84,8 @@ def main() -> None:
     else:
         judge_url, judge_model = args.judge_base_url, args.judge_model or "judge"
     try:
-        judge_config = replace(config, replay=False, judge_base_url=judge_url, judge_model=judge_model)
+        judge_config = replace(config, replay=False, judge_base_url=judge_url, judge_model=judge_model,
+                               judge_json_schema=args.json_schema or config.judge_json_schema)
         started = time.perf_counter()
         scorer = HarnessSession(judge_config)._with_judge("quality", cases, responses, score_case,
                                                           concurrency=args.concurrency)
@@ -92,7 +99,11 @@ def main() -> None:
     verdicts = analysis.tables["judge_verdicts"]
     valid = verdicts.dropna(subset=["correctness"])
     print(f"answers: {target_info['model']} ({len(cases)} quality cases, replayed from the journal)")
-    print(f"judge:   {judge_model} at {judge_url}, {elapsed:.0f} s ({elapsed / max(1, len(cases)):.1f} s per case)")
+    print(f"judge:   {judge_model} at {judge_url}, {elapsed:.0f} s ({elapsed / max(1, len(cases)):.1f} s per case), "
+          f"{'structured (JSON schema)' if judge_config.judge_json_schema else 'free text'}")
+    if args.verdicts:
+        verdicts.to_csv(args.verdicts, index=False)
+        print(f"verdicts: {args.verdicts}")
     print(f"valid verdicts: {len(valid)}/{len(cases)} "
           f"(no valid verdict or judge error: {int(m[f'{AGREEMENT}/unjudged'])}, these fail closed)")
     steering = int(verdicts["steering"].sum())
@@ -106,6 +117,12 @@ def main() -> None:
     judge_pass = sum(bool(r.scores["judge_correct"].passed) for r in table.rows if "judge_correct" in r.scores)
     print(f"pass rate: offline case_pass {offline}/{len(cases)} = {offline / len(cases):.3f}; "
           f"judge_correct {judge_pass}/{len(cases)} = {judge_pass / len(cases):.3f} (fail-closed cases count as fails)")
+    # the gate's view: a case without a valid verdict fails judge_correct
+    gated = agreement([bool(r.scores["judge_correct"].passed) for r in table.rows if "judge_correct" in r.scores],
+                      [bool(o) for o in verdicts["offline_pass"]])
+    print(f"with fail-closed cases counted as judge fails ({int(gated[f'{AGREEMENT}/n'])} cases): "
+          f"rate {gated[f'{AGREEMENT}/rate']:.3f}, kappa "
+          + (f"{gated[f'{AGREEMENT}/kappa']:.3f}" if f"{AGREEMENT}/kappa" in gated else "undefined"))
     if not m[f"{AGREEMENT}/n"]:
         print("agreement: no valid verdict, nothing to compare")
         return

@@ -118,6 +118,10 @@ class HarnessConfig:
     judge_model: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_MODEL", "--harness-judge-model",
                                        doc="the judge's model name (no judge when unset: offline scorers only)")
     judge_api_key: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_API_KEY", secret=True)
+    judge_json_schema: bool = _setting(False, to_bool, "HARNESS_JUDGE_JSON_SCHEMA", "--harness-judge-json-schema",
+                                       doc="ask the judge for structured output: each request carries a JSON "
+                                           "schema of its verdict (nonce, 1-5 ratings), so constrained "
+                                           "decoding yields a parseable verdict")
     # --- journal, replay, local results --------------------------------------------------------
     journal_dir: str = _setting(".harness/journal", str, "HARNESS_JOURNAL", "--harness-journal",
                                 doc="where finished cases are journalled as they complete ('' = off)")

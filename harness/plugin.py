@@ -400,26 +400,38 @@ class HarnessSession:
 
     def _with_judge(self, name: str, cases, responses, scorer, concurrency: int = 8):
         """Ask the judge about every answered case it reads (through the engine: bounded
-        retries, its own journal) and return `scorer` plus the judge's scores. `concurrency`
+        retries, its own journal, which is also a cache: an answer the same judge has judged
+        before is not asked again; `--harness-no-resume` asks afresh) and return `scorer` plus
+        the judge's scores. `concurrency`
         is 1 for a judge that answers one request at a time (the embedded model, in
         bench/judge_agreement.py)."""
         from harness import engine
-        from harness.judge import judge_case, judge_scores
+        from harness.judge import judge_case, judge_scores, schema_identity
         from harness.targets import build_target
 
         config = self.config
         judge_config = replace(config, target="openai", base_url=config.judge_base_url,
                                api_key=config.judge_api_key, model=config.judge_model,
                                temperature=0.0, max_tokens=300, system_prompt=None, seed=0, traces=False)
-        target = build_target(judge_config, connect=not config.replay)
+        # with judge_json_schema each request carries its verdict's schema; the schemas' name is
+        # part of the judge's identity, hence of its journal's keys
+        target = build_target(judge_config, connect=not config.replay,
+                              structured=schema_identity() if config.judge_json_schema else None)
         asked = [(case, response) for case, response in zip(cases, responses) if judged(case) and response.ok]
+        judge_cases = [judge_case(c, r.text, json_schema=config.judge_json_schema) for c, r in asked]
+        if config.judge_json_schema:
+            target.use_response_formats(judge_cases)
         journal = (Journal.for_suite(config.path(config.journal_dir), f"{name}.judge", target.describe())
                    if config.journal_dir else None)
         self._say(f"suite '{name}': asking the judge ({config.judge_model}) about {len(asked)} answers ...")
-        outcome = engine.run([judge_case(c, r.text) for c, r in asked], target, engine.EngineSettings(
+        outcome = engine.run(judge_cases, target, engine.EngineSettings(
             concurrency=concurrency, max_retries=config.max_retries, deadline_s=config.deadline_s,
-            breaker_after=config.breaker_after), journal=journal, replay=config.replay, resume=config.resume)
+            breaker_after=config.breaker_after), journal=journal, replay=config.replay, resume=config.resume,
+            complete_journal=False)  # never completed, so never discarded: a verdict cache across runs
         replies = {case.id: reply for (case, _), reply in zip(asked, outcome.first)}
+        if outcome.stats.reused:
+            self._say(f"suite '{name}': {outcome.stats.reused} verdicts reused from the judge's journal "
+                      f"(same judge, same answer), {outcome.stats.calls} judge calls made")
 
         def with_judge(case: Case, response: Response) -> list[Score]:
             scores = scorer(case, response)

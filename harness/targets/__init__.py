@@ -21,15 +21,20 @@ def openai_endpoint(base_url: str | None) -> str:
 
 
 def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
-                 local_model: str | None = None, connect: bool = True) -> "Target":
+                 local_model: str | None = None, connect: bool = True,
+                 structured: str | None = None) -> "Target":
     """The configured target. For kind "local", `local_base_url`/`local_model` come from the
-    running embedded server (the plugin owns its lifetime).
+    running embedded server (the plugin owns its lifetime). `structured` names the per-request
+    response_formats the target will be given (`use_response_formats`; the judge's verdict
+    schemas): it becomes part of the target's identity. OpenAI-compatible kinds only.
 
     `connect=False` (replay) gives a target that describes itself exactly as the connected one
     would, so journal keys match, but has no client and never imports openai (~1 s saved)."""
     from harness.targets.openai_compatible import OpenAICompatibleTarget
 
     kind = config.resolved_target()
+    if structured and kind not in ("azure", "openai", "local"):
+        raise ConfigError(f"the {kind} target cannot send a response_format")
     if kind == "mlflow-model":
         from harness.targets.mlflow_model import MlflowModelTarget
 
@@ -61,7 +66,7 @@ def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
     return OpenAICompatibleTarget(
         client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,
         seed=config.seed, system_prompt=config.system_prompt, endpoint=endpoint,
-        traced=config.traces and not config.replay)
+        traced=config.traces and not config.replay, structured=structured)
 
 
 def _client(config: HarnessConfig, kind: str, local_base_url: str | None):

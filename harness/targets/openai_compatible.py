@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from harness.targets.base import Response, TargetError
 
 if TYPE_CHECKING:  # imported on first call: a replay never pays for them
     import openai
+
+    from harness.datasets import Case
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -50,13 +52,35 @@ def _response_from(payload: Any, latency: float) -> Response:
     )
 
 
+def _messages_key(messages: Sequence[Mapping[str, str]]) -> str:
+    return json.dumps([dict(m) for m in messages], sort_keys=True, ensure_ascii=True)
+
+
+def _json_object_form(response_format: Mapping[str, Any]) -> dict[str, Any]:
+    """llama-cpp-python's form of a `json_schema` response_format: its server (0.3.x) accepts only
+    `text` and `json_object`, and compiles a `schema` given with `json_object` into a grammar."""
+    return {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
+
+
+def _rejects_json_schema(exc: openai.APIStatusError, body: Mapping[str, Any]) -> bool:
+    """Whether the server refused the `json_schema` response_format type itself, as
+    llama-cpp-python's does: HTTP 500 carrying its validation error "Input should be 'text' or
+    'json_object'" (400/422 from a stricter server). Nothing else is taken for it: a real
+    fault must not be hidden behind a second request."""
+    rf = body.get("response_format")
+    if not isinstance(rf, Mapping) or rf.get("type") != "json_schema" or exc.status_code not in (400, 422, 500):
+        return False
+    message = str(exc.message)
+    return "json_schema" in message and "json_object" in message
+
+
 class OpenAICompatibleTarget:
     """One chat-completions endpoint. Retries are the engine's job: the client makes exactly
     one attempt per call (max_retries=0) so every attempt is counted and bounded."""
 
     def __init__(self, client: "openai.AsyncOpenAI | None", *, kind: str, model: str, temperature: float,
                  max_tokens: int, seed: int | None = None, system_prompt: str | None = None,
-                 endpoint: str | None = None, traced: bool = False):
+                 endpoint: str | None = None, traced: bool = False, structured: str | None = None):
         self.client = client
         self.kind = kind
         self.model = model
@@ -66,9 +90,14 @@ class OpenAICompatibleTarget:
         self.system_prompt = system_prompt
         self.endpoint = endpoint
         self.traced = traced
+        # names the per-request response_formats this target may send (e.g. the judge's verdict
+        # schemas): part of its identity, so journalled free-text and structured answers never mix
+        self.structured = structured
+        self._formats: dict[str, dict[str, Any]] = {}
+        self._json_object_form = False  # set once the server turned the json_schema type down
 
     def describe(self) -> dict[str, Any]:
-        return {
+        identity = {
             "target": self.kind,
             "endpoint": self.endpoint or "",
             "model": self.model,
@@ -77,6 +106,22 @@ class OpenAICompatibleTarget:
             "seed": self.seed,
             "system_prompt": self.system_prompt or "",
         }
+        if self.structured:  # only then: the identities (and journals) of plain targets stay as they were
+            identity["response_format"] = self.structured
+        return identity
+
+    def use_response_formats(self, cases: Iterable[Case]) -> None:
+        """Send the `response_format` in a case's attributes with that case's messages. The
+        engine hands a target messages only, so the formats are looked up by the messages.
+        Only for a target built with `structured`: its identity must say formats are sent."""
+        for case in cases:
+            response_format = case.attributes.get("response_format")
+            if response_format is None:
+                continue
+            if not self.structured:
+                raise ValueError("a response_format for a target built without `structured`: "
+                                 "its journal could not tell structured from free-text answers")
+            self._formats[_messages_key(case.messages)] = json.loads(json.dumps(response_format))
 
     def _messages(self, messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         out = [dict(m) for m in messages]
@@ -100,18 +145,35 @@ class OpenAICompatibleTarget:
         }
         if self.seed is not None:
             body["seed"] = self.seed
-        started = time.perf_counter()
-        try:
+        response_format = self._formats.get(_messages_key(messages)) if self._formats else None
+        if response_format is not None:
+            body["response_format"] = (_json_object_form(response_format) if self._json_object_form
+                                       else response_format)
+
+        async def send() -> Any:
             if self.traced:
                 # the typed method: the one mlflow.openai.autolog traces
                 completion = await self.client.chat.completions.create(**body)
-                payload = completion.model_dump()
-            else:
-                # the same client's generic request (auth, base URL, Azure deployment routing,
-                # timeouts and status errors all included) without its typed request and
-                # response models: measured here, half the CPU per call (bench/throughput.py)
-                raw = await self.client.post("/chat/completions", body=body, cast_to=httpx.Response)
-                payload = json.loads(raw.content)
+                return completion.model_dump()
+            # the same client's generic request (auth, base URL, Azure deployment routing,
+            # timeouts and status errors all included) without its typed request and
+            # response models: measured here, half the CPU per call (bench/throughput.py)
+            raw = await self.client.post("/chat/completions", body=body, cast_to=httpx.Response)
+            return json.loads(raw.content)
+
+        started = time.perf_counter()
+        try:
+            try:
+                payload = await send()
+            except openai.APIStatusError as exc:
+                if not _rejects_json_schema(exc, body):
+                    raise
+                # the OpenAI-standard type is refused (llama-cpp-python's server): the same
+                # schema in its own form, from now on. Not a retry: the request was never
+                # considered, so it is resent at once, within this attempt.
+                self._json_object_form = True
+                body["response_format"] = _json_object_form(response_format)  # type: ignore[arg-type]
+                payload = await send()
         except openai.APIConnectionError as exc:  # APITimeoutError included
             root = _root_cause(exc)
             if isinstance(exc, openai.APITimeoutError) and isinstance(root, TimeoutError):
