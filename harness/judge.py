@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.datasets import Case
 from harness.scorers.base import Score
+from harness.scorers.quality import QUALITY_CHECKS as QUALITY_SCORERS
 
 if TYPE_CHECKING:
     from harness.results import CaseResult, ResultTable, SuiteAnalysis
@@ -79,9 +80,10 @@ _WITH_REFERENCE = ("5 = agrees with the reference answer on every fact it states
                    "3 = partly right; 1 = contradicts the reference or gives no answer.")
 _WITHOUT_REFERENCE = ("there is no reference answer: 5 = fully correct by your own knowledge; 3 = partly "
                       "right; 1 = wrong or no answer.")
-# Checks of the quality suite: a case with only these (no refusal, leak, bias ... check) gets the
-# quality rubric; the other suites' checks need a rubric of their own, so the judge skips them.
-QUALITY_CHECKS = frozenset({"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items"})
+# Checks of the quality suite (the quality scorers' registry): a case with only these (no
+# refusal, leak, bias ... check) gets the quality rubric; the other suites' checks need a rubric
+# of their own, so the judge skips them.
+QUALITY_CHECKS = frozenset(QUALITY_SCORERS)
 # judge_correct passes at 4 or more on both: a "partly right" answer (3) is not a correct one, and
 # the offline checks it is compared with are all-or-nothing as well. Relevance is reported, not
 # gated: an answer that is right and obeys the format but adds a digression passes offline too.
