@@ -7,12 +7,13 @@ connections). It is a test double for the harness, never something users evaluat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 
 @dataclass
@@ -55,6 +56,19 @@ def answer_table(table: Mapping[str, str], default: str = "I don't know.") -> Sc
         return default
 
     return script
+
+
+
+def ask_once(target: Any, messages: Sequence[Mapping[str, str]]) -> Any:
+    """One request straight to a harness target (no engine, no retries), closing its client."""
+
+    async def ask():
+        try:
+            return await target.acomplete(list(messages))
+        finally:
+            await target.aclose()
+
+    return asyncio.run(ask())
 
 
 class StubServer:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import openai
 import pytest
 
 from harness.config import ConfigError, load_config
 from harness.targets import build_target
-from stub_server import answer_table
+from stub_server import answer_table, ask_once
 
 
 def write_pyproject(tmp_path, body: str):
@@ -109,13 +108,7 @@ def test_azure_config_builds_azure_client_that_calls_the_deployment(tmp_path, st
     assert target.model == "my-gpt"
     assert "az-key" not in str(target.describe())
 
-    async def ask():
-        try:
-            return await target.acomplete([{"role": "user", "content": "hi"}])
-        finally:
-            await target.aclose()
-
-    response = asyncio.run(ask())
+    response = ask_once(target, [{"role": "user", "content": "hi"}])
     assert response.text == "ok"
     assert server.paths == ["/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21"]
     assert server.headers[0]["api-key"] == "az-key"
@@ -129,13 +122,7 @@ def test_openai_target_sends_settings_and_system_prompt(tmp_path, stub):
     target = build_target(config)
     assert isinstance(target.client, openai.AsyncOpenAI)
 
-    async def ask():
-        try:
-            return await target.acomplete([{"role": "user", "content": "hi"}])
-        finally:
-            await target.aclose()
-
-    asyncio.run(ask())
+    ask_once(target, [{"role": "user", "content": "hi"}])
     body = server.requests[0]
     assert (body["model"], body["max_tokens"], body["temperature"]) == ("m1", 33, 0.2)
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}

@@ -5,7 +5,6 @@ SQLite registry."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -113,7 +112,7 @@ def test_unknown_model_version_is_a_clear_error(registry_project, monkeypatch):
 
 
 def test_serving_endpoint_target_posts_a_chat_payload_to_invocations(stub, tmp_path):
-    from stub_server import answer_table
+    from stub_server import answer_table, ask_once
 
     from harness.config import load_config
     from harness.targets import build_target
@@ -124,13 +123,7 @@ def test_serving_endpoint_target_posts_a_chat_payload_to_invocations(stub, tmp_p
     target = build_target(config)
     assert target.describe()["target"] == "mlflow-serving"
 
-    async def ask():
-        try:
-            return await target.acomplete([{"role": "user", "content": "hi"}])
-        finally:
-            await target.aclose()
-
-    response = asyncio.run(ask())
+    response = ask_once(target, [{"role": "user", "content": "hi"}])
     assert response.text == "hello from serving"
     assert server.paths == ["/invocations"]
     assert server.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
