@@ -157,6 +157,18 @@ class EvalSuite:
         eval_suite.check()
 
 
+def target_engine_settings(config: HarnessConfig, samples: int = 1):
+    """The engine settings for asking the target under evaluation: the configured concurrency,
+    retries, deadline, rate limits and breaker (the judge, another endpoint, has its own)."""
+    from harness import engine
+
+    return engine.EngineSettings(
+        concurrency=config.effective_concurrency(), max_retries=config.max_retries,
+        deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
+        breaker_after=config.breaker_after, samples=samples)
+
+
 # --- session state ---------------------------------------------------------------------------------
 
 class HarnessSession:
@@ -280,12 +292,8 @@ class HarnessSession:
         self._say(f"suite '{name}': {action} {len(dataset)} cases of {dataset.path.name} "
                   f"({info['target']} / {info['model']}, concurrency {config.effective_concurrency()}) ...")
         started = time.perf_counter()
-        outcome = engine.run(dataset.cases, target, engine.EngineSettings(
-            concurrency=config.effective_concurrency(), max_retries=config.max_retries,
-            deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
-            tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
-            breaker_after=config.breaker_after, samples=config.samples), journal=journal,
-            replay=config.replay, resume=config.resume)
+        outcome = engine.run(dataset.cases, target, target_engine_settings(config, samples=config.samples),
+                             journal=journal, replay=config.replay, resume=config.resume)
         stats = outcome.stats
         if stats.reused:
             self._say(f"suite '{name}': {stats.reused} answers reused from {journal.path}, "
@@ -300,7 +308,8 @@ class HarnessSession:
                 case, per_case[case.id], base)
         # the judge reads the first answer; not in suites whose cases are related (robustness):
         # the answers their relation asks for later would go unjudged and compare unequally
-        if spec.relation is None and any(judged(case) for case in dataset.cases):
+        judge_reads = spec.relation is None and any(judged(case) for case in dataset.cases)
+        if judge_reads:
             if config.judge_model:
                 scorer = self._with_judge(name, dataset.cases, outcome.first, scorer)
             else:
@@ -313,7 +322,7 @@ class HarnessSession:
             followups.finish()
         table = ResultTable.build(cases, responses, scorer)
         analysis = spec.analysis(table) if spec.analysis is not None else None
-        if config.judge_model and spec.relation is None and any(judged(case) for case in dataset.cases):
+        if judge_reads and config.judge_model:
             from harness.judge import judge_analysis  # agreement with the offline checks, rationales
 
             analysis = judge_analysis(table, analysis)
@@ -475,12 +484,9 @@ class _FollowUps:
         from harness import engine
 
         config = self._config
-        outcome = engine.run(cases, self._session._target(self._spec.max_tokens), engine.EngineSettings(
-            concurrency=config.effective_concurrency(), max_retries=config.max_retries,
-            deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
-            tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
-            breaker_after=config.breaker_after), journal=self._journal, replay=config.replay,
-            resume=self._resume, complete_journal=False)
+        outcome = engine.run(cases, self._session._target(self._spec.max_tokens), target_engine_settings(config),
+                             journal=self._journal, replay=config.replay, resume=self._resume,
+                             complete_journal=False)
         self._resume = True
         self.calls += outcome.stats.calls
         self.reused += outcome.stats.reused
