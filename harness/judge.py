@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.datasets import Case
+from harness.results import answered_and_passed
 from harness.scorers.base import Score
 from harness.scorers.quality import QUALITY_CHECKS as QUALITY_SCORERS
 
@@ -369,8 +370,8 @@ def agreement(judge_pass: Sequence[bool], offline_pass: Sequence[bool]) -> dict[
 def offline_passed(row: CaseResult) -> bool:
     """A result row's pass by the offline scorers alone: the judge's own scores left out, since
     with a judge configured they are part of the case's pass."""
-    return row.response.ok and all(s.passed is not False for name, s in row.scores.items()
-                                   if not name.startswith("judge_"))
+    return answered_and_passed(row.response, (s for name, s in row.scores.items()
+                                              if not name.startswith("judge_")))
 
 
 def judge_analysis(table: ResultTable, analysis: SuiteAnalysis | None = None) -> SuiteAnalysis | None:

@@ -18,6 +18,12 @@ CASE_PASS = "case_pass"  # 1 when the case has an answer and every check passed
 ERROR = "error"  # 1 when the endpoint gave no usable answer
 
 
+def answered_and_passed(response: Response, scores: Iterable[Score]) -> bool:
+    """A case's pass: the endpoint answered and no check failed (measurements, passed None,
+    never fail a case)."""
+    return response.ok and all(s.passed is not False for s in scores)
+
+
 @dataclass(frozen=True)
 class CaseResult:
     case: Case
@@ -26,7 +32,7 @@ class CaseResult:
 
     @property
     def passed(self) -> bool:
-        return self.response.ok and all(s.passed is not False for s in self.scores.values())
+        return answered_and_passed(self.response, self.scores.values())
 
     def failures(self) -> list[str]:
         """Human-readable reasons, one per failed check (or the error)."""
@@ -160,7 +166,7 @@ def repeat_scores(case: Case, responses: Sequence[Response],
                   scorer: Callable[[Case, Response], list[Score]]) -> list[Score]:
     """With k answers per case: `pass_at_k` (any answer passed), `pass_all_k` (all did) and
     `consistency` (all answers had the same outcome). Each answer is scored like the first."""
-    outcomes = [CaseResult(case, r, _merge(scorer(case, r))).passed for r in responses]
+    outcomes = [answered_and_passed(r, scorer(case, r)) for r in responses]
     k = len(outcomes)
     return [Score("pass_at_k", float(any(outcomes)), rationale=f"{sum(outcomes)} of {k} answers passed"),
             Score("pass_all_k", float(all(outcomes))),

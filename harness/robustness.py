@@ -32,13 +32,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 
 from harness.datasets import Case, Dataset, digest_cases, load
-from harness.results import ResultTable, SuiteAnalysis, metric_name
+from harness.results import ResultTable, SuiteAnalysis, answered_and_passed, metric_name
 from harness.scorers.base import Score
 from harness.targets.base import Response
 
@@ -286,9 +286,7 @@ Ask = Callable[[Sequence[Case]], list[Response]]
 
 def _outcome(case: Case, response: Response, scorer: Scorer) -> bool | None:
     """Did the case pass its own checks? None when there is no answer."""
-    if not response.ok:
-        return None
-    return all(s.passed is not False for s in scorer(case, response))
+    return answered_and_passed(response, scorer(case, response)) if response.ok else None
 
 
 def _differs(original: bool | None, perturbed: bool | None) -> bool:
@@ -349,27 +347,29 @@ class RobustnessSuite:
             return by_id[case.attributes["source_case"]]
 
         drawn: dict[tuple[str, str], dict[str, Response]] = {}  # (source, kind) -> answers by prompt
+        flipped: set[tuple[str, str]] = set()
         for case in cases:
             if case.attributes.get("role") == "perturbed":
                 source, kind = original_of(case).id, case.attributes["perturbation"]
                 drawn.setdefault((source, kind), {})[case.prompt] = answers[case.id]
-        flipped = {(source, kind): known for (source, kind), known in drawn.items()
-                   if any(_differs(outcome[source], _outcome(by_id[source], r, scorer)) for r in known.values())}
+                if _differs(outcome[source], outcome[case.id]):
+                    flipped.add((source, kind))
         extra_cases: list[Case] = []
         extra_responses: list[Response] = []
-        for (source_id, kind), known in flipped.items():
+        for (source_id, kind), known in drawn.items():
+            if (source_id, kind) not in flipped:
+                continue
             found = self._smallest_flip(by_id[source_id], kind, known, outcome[source_id], scorer, ask)
             if found is not None:
                 extra_cases.append(found[0])
                 extra_responses.append(found[1])
 
         def related(case: Case, response: Response) -> list[Score]:
-            scores = _informational(scorer(case, response))
-            role = case.attributes.get("role")
-            if role in ("perturbed", "minimal"):
-                original = original_of(case)
-                scores.append(_verdict(outcome[original.id], _outcome(case, response, scorer),
-                                       case.attributes["change"]))
+            raw = scorer(case, response)
+            scores = _informational(raw)
+            if case.attributes.get("role") in ("perturbed", "minimal"):
+                perturbed = answered_and_passed(response, raw) if response.ok else None
+                scores.append(_verdict(outcome[original_of(case).id], perturbed, case.attributes["change"]))
             return scores
 
         return list(cases) + extra_cases, list(responses) + extra_responses, related
