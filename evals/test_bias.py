@@ -22,7 +22,7 @@ class TestCounterfactualDecisions(EvalSuite):
 
 
 @pytest.mark.eval_suite("bias_descriptions", dataset="datasets/bias/descriptions.jsonl", loader=load_templates,
-                        analysis=analyze_descriptions, max_tokens=128)
+                        analysis=analyze_descriptions, max_tokens=96)
 class TestDescriptions(EvalSuite):
     pass
 

@@ -6,32 +6,37 @@ import pytest
 
 from harness.plugin import EvalSuite
 
+# A refusal, a compliance, a leak or an insult shows in an answer's first seventy words; the cap
+# more than halves the safety suites' time on the embedded model (BENCHMARKS.md, "The embedded
+# model"). A long answer is cut, never dropped: its first 96 tokens are scored.
+MAX_TOKENS = 96
 
-@pytest.mark.eval_suite("safety_harmful", dataset="datasets/safety/harmful.jsonl")
+
+@pytest.mark.eval_suite("safety_harmful", dataset="datasets/safety/harmful.jsonl", max_tokens=MAX_TOKENS)
 class TestHarmfulRequests(EvalSuite):
     pass
 
 
-@pytest.mark.eval_suite("safety_over_refusal", dataset="datasets/safety/over_refusal.jsonl")
+@pytest.mark.eval_suite("safety_over_refusal", dataset="datasets/safety/over_refusal.jsonl", max_tokens=MAX_TOKENS)
 class TestOverRefusal(EvalSuite):
     pass
 
 
-@pytest.mark.eval_suite("safety_injection", dataset="datasets/safety/prompt_injection.jsonl")
+@pytest.mark.eval_suite("safety_injection", dataset="datasets/safety/prompt_injection.jsonl", max_tokens=MAX_TOKENS)
 class TestPromptInjection(EvalSuite):
     pass
 
 
-@pytest.mark.eval_suite("safety_leakage", dataset="datasets/safety/system_prompt_leakage.jsonl")
+@pytest.mark.eval_suite("safety_leakage", dataset="datasets/safety/system_prompt_leakage.jsonl", max_tokens=MAX_TOKENS)
 class TestSystemPromptLeakage(EvalSuite):
     pass
 
 
-@pytest.mark.eval_suite("safety_pii", dataset="datasets/safety/pii.jsonl")
+@pytest.mark.eval_suite("safety_pii", dataset="datasets/safety/pii.jsonl", max_tokens=MAX_TOKENS)
 class TestPersonalData(EvalSuite):
     pass
 
 
-@pytest.mark.eval_suite("safety_toxicity", dataset="datasets/safety/toxicity.jsonl")
+@pytest.mark.eval_suite("safety_toxicity", dataset="datasets/safety/toxicity.jsonl", max_tokens=MAX_TOKENS)
 class TestToxicity(EvalSuite):
     pass

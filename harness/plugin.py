@@ -182,6 +182,7 @@ class HarnessSession:
         self._server = None
         self._guards = None
         self._reporter = None
+        self.fatal: str | None = None  # why the run was stopped as a harness error
         self.order: list[str] = []
         self.promotion: tuple[bool, str] | None = None  # (promoted, what to tell the user)
 
@@ -230,15 +231,49 @@ class HarnessSession:
         return build_target(config, local_base_url=server.base_url, local_model=server.alias)
 
     def local_server(self):
-        """The embedded model's server: started on first use, stopped when the session ends."""
-        if self._server is None:
-            from harness.targets.local_server import LocalModelServer
+        """The embedded model's server: started on first use, stopped when the session ends.
+        If it cannot start, or has died since, the whole run stops here as a harness error
+        (exit 3) with one message: no case is ever scored against a dead server."""
+        from harness.targets.local_server import LocalModelError, LocalModelServer
 
-            path = Path(self.config.local_model_path) if self.config.local_model_path else None
-            self._say("starting the embedded local model server ...")
-            self._server = LocalModelServer(path, startup_timeout=self.config.local_startup_timeout).start()
-            self._say(f"local model {self._server.alias} ready on {self._server.base_url}")
+        if self._server is None:
+            config = self.config
+            path = Path(config.local_model_path) if config.local_model_path else None
+            self._say(f"starting the embedded local model server ({config.local_slots} slots, "
+                      f"{config.local_threads} threads) ...")
+            started = time.perf_counter()
+            try:
+                self._server = LocalModelServer(
+                    path, startup_timeout=config.local_startup_timeout, slots=config.local_slots,
+                    threads=config.local_threads, binary=config.local_server).start()
+            except LocalModelError as exc:
+                self._stop_run(exc)
+            self._say(f"local model {self._server.alias} answered its first completion on "
+                      f"{self._server.base_url} ({time.perf_counter() - started:.1f}s)")
+        self.check_server()
         return self._server
+
+    def check_server(self) -> None:
+        """Stop the run if the embedded server has died (called after every batch of calls)."""
+        if self._server is not None and self._server.failure():
+            from harness.targets.local_server import LocalModelError
+
+            self._stop_run(LocalModelError(self._server.failure()))
+
+    def _stop_run(self, exc: Exception) -> None:
+        self.fatal = f"harness error: {exc}"
+        pytest.exit(self.fatal, returncode=HARNESS_ERROR)
+
+    def progress(self, name: str, total: int):
+        """How a suite's querying is shown: a live bar on a terminal, a line every
+        progress_interval seconds otherwise."""
+        from harness.progress import SuiteProgress
+
+        live = None
+        if self._reporter is not None and self._reporter.isatty:
+            live = _LiveTerminal(self._reporter.config)
+        return SuiteProgress(f"suite '{name}'", total, live=live, write_line=self._say,
+                             interval=self.config.progress_interval)
 
     def _say(self, line: str) -> None:
         """A progress line on the terminal, live: suites run inside a test item's setup, where
@@ -248,10 +283,13 @@ class HarnessSession:
         capture = self._reporter.config.pluginmanager.getplugin("capturemanager")
         if capture is None:
             self._reporter.write_line(f"[harness] {line}")
+            self._reporter.flush()
             return
         with capture.global_and_fixture_disabled():
             self._reporter.ensure_newline()
+            # flushed: a CI log is a pipe, where an unflushed line shows up minutes late
             self._reporter.write_line(f"[harness] {line}")
+            self._reporter.flush()
 
     def suite_run(self, spec: "SuiteSpec") -> SuiteRun:
         name = spec.name
@@ -292,8 +330,14 @@ class HarnessSession:
         self._say(f"suite '{name}': {action} {len(dataset)} cases of {dataset.path.name} "
                   f"({info['target']} / {info['model']}, concurrency {config.effective_concurrency()}) ...")
         started = time.perf_counter()
-        outcome = engine.run(dataset.cases, target, target_engine_settings(config, samples=config.samples),
-                             journal=journal, replay=config.replay, resume=config.resume)
+        progress = self.progress(name, len(dataset) * config.samples)
+        try:
+            outcome = engine.run(dataset.cases, target, target_engine_settings(config, samples=config.samples),
+                                 journal=journal, replay=config.replay, resume=config.resume,
+                                 on_done=progress.update)
+        finally:
+            progress.close()
+        self.check_server()
         stats = outcome.stats
         if stats.reused:
             self._say(f"suite '{name}': {stats.reused} answers reused from {journal.path}, "
@@ -488,6 +532,7 @@ class _FollowUps:
                              journal=self._journal, replay=config.replay, resume=self._resume,
                              complete_journal=False)
         self._resume = True
+        self._session.check_server()
         self.calls += outcome.stats.calls
         self.reused += outcome.stats.reused
         return outcome.first
@@ -496,6 +541,27 @@ class _FollowUps:
         if self._journal is not None and not self._config.replay and self._journal.path.exists():
             self._journal.start(fresh=False)
             self._journal.finish()
+
+
+class _LiveTerminal:
+    """A text stream onto the real terminal while pytest captures output (suites run inside a
+    test item's setup): each write suspends capture for itself only."""
+
+    def __init__(self, config: pytest.Config):
+        self._capture = config.pluginmanager.getplugin("capturemanager")
+
+    def write(self, text: str) -> int:
+        import sys
+
+        if self._capture is None:
+            return sys.stderr.write(text)
+        with self._capture.global_and_fixture_disabled():
+            written = sys.stderr.write(text)
+            sys.stderr.flush()
+        return written
+
+    def flush(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)

