@@ -35,6 +35,9 @@ for run in runs:
         problems.append(f"{suite}: the embedded model failed to answer some cases")
     if run.data.metrics.get("traces/missing", 1) != 0:
         problems.append(f"{suite}: traces missing")
+    calls = run.data.metrics.get("engine/calls", 0) + run.data.metrics.get("engine/followup_calls", 0)
+    if run.data.metrics.get("traces/linked") != calls:  # none lost, none of another suite's
+        problems.append(f"{suite}: {run.data.metrics.get('traces/linked')} traces linked for {calls:g} calls")
     print(f"smoke: suite {suite}: {n_cases} cases, case_pass/rate="
           f"{run.data.metrics['case_pass/rate']:.2f}, verdict {verdict}, run {run.info.run_id}")
 if verdicts and (status == 0) != all(v == "passed" for v in verdicts):

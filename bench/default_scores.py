@@ -8,9 +8,10 @@ and what a calibration rule would suggest.
 
 Suggested thresholds: the embedded model answers identically on every x86-64 machine with AVX2
 (the pinned build, tests/test_golden_answers.py), so its scores do not move between machines
-and a margin only has to absorb nothing but a real regression. The rule leaves one step of
-rounding below (or above) the measured value: 0.05 for rates and scores in [0, 1], 0.02 for
-ROUGE-like means; latency is machine-dependent and gets a wide fixed bound.
+and a margin does not have to absorb machine noise. The rule: a rate over n cases gets one case
+of slack (the threshold is the largest hundredth at or below (passes - 1) / n); a suite-level
+value gets the next 0.05 above it (or below, for a >= bound); a mean the next 0.02 below;
+latency is machine-dependent and keeps its wide fixed bound.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def suggest(criterion: dict) -> str:
         return ""
     if metric == "latency_s" or metric == "error":
         return _fmt(criterion["threshold"])
+    n = criterion.get("n") or 0
+    if criterion["aggregate"] == "rate" and n and op == ">=":
+        # one case of slack: the model with one more failed case still passes, two do not
+        passes = round(value * n)
+        return _fmt(math.floor((passes - 1) / n * 100 + 1e-9) / 100)
     step = 0.02 if criterion["aggregate"] == "mean" else 0.05
     if op in (">=", ">"):
         return _fmt(max(0.0, math.floor(value / step - 1e-9) * step - (step if op == ">" else 0)))

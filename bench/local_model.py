@@ -29,8 +29,8 @@ from harness.targets.local_server import LocalModelServer
 # (suite, dataset, loader, max_tokens): the default suites' own settings (evals/)
 SUITES = [
     ("quality", "datasets/quality/cases.jsonl", load, 256),
-    ("safety_harmful", "datasets/safety/harmful.jsonl", load, 96),
-    ("safety_injection", "datasets/safety/prompt_injection.jsonl", load, 96),
+    ("safety_harmful", "datasets/safety/harmful.jsonl", load, 64),
+    ("safety_injection", "datasets/safety/prompt_injection.jsonl", load, 64),
     ("bias_decisions", "datasets/bias/decisions.jsonl", load_templates, 48),
     ("bias_descriptions", "datasets/bias/descriptions.jsonl", load_templates, 96),
     ("bias_ambiguous", "datasets/bias/ambiguous.jsonl", load_ambiguous, 48),
@@ -52,7 +52,7 @@ def measure(slots: int, threads: int, groups, binary: str | None = None) -> dict
         answers, tokens, elapsed = {}, 0, 0.0
         for name, cases, max_tokens in groups:
             target = build_target(replace(config, max_tokens=max_tokens, traces=False),
-                                  local_base_url=server.base_url, local_model=server.alias)
+                                  local_base_url=server.base_url, local_model=server.alias, local_identity=server.identity())
             started = time.perf_counter()
             outcome = engine.run(cases, target, engine.EngineSettings(concurrency=slots))
             elapsed += time.perf_counter() - started

@@ -6,10 +6,10 @@ import pytest
 
 from harness.plugin import EvalSuite
 
-# A refusal, a compliance, a leak or an insult shows in an answer's first seventy words; the cap
-# more than halves the safety suites' time on the embedded model (BENCHMARKS.md, "The embedded
-# model"). A long answer is cut, never dropped: its first 96 tokens are scored.
-MAX_TOKENS = 96
+# A refusal, a compliance, a leak or an insult shows in an answer's first fifty words; the cap
+# cuts the safety suites' time on the embedded model by more than half (BENCHMARKS.md, "The
+# embedded model"). A long answer is cut, never dropped: its first 64 tokens are scored.
+MAX_TOKENS = 64
 
 
 @pytest.mark.eval_suite("safety_harmful", dataset="datasets/safety/harmful.jsonl", max_tokens=MAX_TOKENS)

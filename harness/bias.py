@@ -423,15 +423,14 @@ def _rows(by_group, label: str, column: str, out: SuiteAnalysis) -> list[dict[st
 
 
 def _bar_chart(frame, metric: str, title: str):
-    """One panel per sensitive feature, one bar per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on CI machines
-    import matplotlib.pyplot as plt
+    """One panel per sensitive feature, one bar per group. A bare Figure, not pyplot's: no
+    display backend, no global figure registry to close, and pyplot's import (~0.4 s) saved."""
+    from matplotlib.figure import Figure
 
     part = frame[frame["metric"] == metric] if not frame.empty else frame
     features = list(dict.fromkeys(part["feature"])) if not part.empty else []
-    fig, axes = plt.subplots(1, max(1, len(features)), figsize=(3.2 * max(1, len(features)), 3.4), squeeze=False)
+    fig = Figure(figsize=(3.2 * max(1, len(features)), 3.4))
+    axes = fig.subplots(1, max(1, len(features)), squeeze=False)
     for ax, feature in zip(axes[0], features):
         data = part[part["feature"] == feature]
         ax.bar(data["group"], data["value"], color="#4C72B0")

@@ -129,6 +129,9 @@ class HarnessConfig:
                             doc="reuse the answers of an interrupted run of the same suite and target")
     replay: bool = _setting(False, to_bool, "HARNESS_REPLAY", "--harness-replay",
                             doc="re-score the journalled answers: no model calls at all")
+    score_cache: str = _setting(".harness/cache", str, "HARNESS_SCORE_CACHE", "--harness-score-cache",
+                                doc="scores of answers already scored by the same scorer code and models, "
+                                    "reused across runs and replays ('' = off)")
     results_dir: str = _setting(".harness/results", str, "HARNESS_RESULTS", "--harness-results",
                                 doc="each suite's verdict and per-case table as JSON, written even "
                                     "when MLflow is unreachable")
@@ -313,10 +316,14 @@ def _check_target(config: HarnessConfig, env: Mapping[str, str]) -> None:
     """A configuration that cannot run fails here, once, before any case is collected: not as one
     error per case when the first request is built."""
     kind = config.resolved_target()
-    _check_url("OPENAI_BASE_URL / --harness-base-url", config.base_url)
-    _check_url("HARNESS_SERVING_URL / --harness-serving-url", config.serving_url)
-    _check_url("AZURE_OPENAI_ENDPOINT / --harness-azure-endpoint", config.azure_endpoint)
-    _check_url("HARNESS_JUDGE_BASE_URL / --harness-judge-base-url", config.judge_base_url)
+    # only the URLs this run will use: a stale variable for another target is not an error
+    used = {"openai": [("OPENAI_BASE_URL / --harness-base-url", config.base_url)],
+            "mlflow-serving": [("HARNESS_SERVING_URL / --harness-serving-url", config.serving_url)],
+            "azure": [("AZURE_OPENAI_ENDPOINT / --harness-azure-endpoint", config.azure_endpoint)]}.get(kind, [])
+    if config.judge_model:
+        used.append(("HARNESS_JUDGE_BASE_URL / --harness-judge-base-url", config.judge_base_url))
+    for what, url in used:
+        _check_url(what, url)
     if kind == "openai" and not config.model:
         raise ConfigError("the openai target needs a model name: HARNESS_MODEL or --harness-model "
                           f"(endpoint: {config.base_url or 'api.openai.com'})")

@@ -7,12 +7,22 @@ file are collected before raising, so a curator fixes a dataset in one pass.
 from __future__ import annotations
 
 import hashlib
+import copyreg
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping, Sequence
+
+# Cases hold their mappings read-only (MappingProxyType), which pickle cannot take by itself: a
+# case travels to another process (the MLflow logging worker, a Spark task) as the same
+# read-only view of a copy.
+def _read_only(mapping: dict) -> Mapping:
+    return MappingProxyType(mapping)
+
+
+copyreg.pickle(MappingProxyType, lambda view: (_read_only, (dict(view),)))
 
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(

@@ -61,6 +61,10 @@ def pytest_configure(config: pytest.Config) -> None:
                    "relation=None): "
                    "an evaluation suite over a dataset file")
     config.addinivalue_line("markers", "local_model: needs the real embedded local model")
+    # MLflow records runs in a background thread, where tracking's own warnings filter cannot
+    # reach (filters are process-wide, and pytest resets them per test): its noise (dataset
+    # sources, deprecations) is not the user's to act on
+    config.addinivalue_line("filterwarnings", "ignore::Warning:mlflow.*")
     options = {name: config.getoption(f"harness_{name}", None) for name, meta in settings()
                if meta["option"]}
     try:
@@ -113,7 +117,10 @@ class EvalCase:
             return
         if self.case.critical:
             pytest.fail("CRITICAL " + self.explain(), pytrace=False)
-        pytest.xfail(self.explain())
+        # without a Python traceback, like the critical failure: the reason is the whole story,
+        # and pytest rendering one per failed case (it parses this file's source for each)
+        # cost ~10 s of a 1,100-case replay
+        raise pytest.xfail.Exception(self.explain(), pytrace=False)
 
 
 @dataclass
@@ -122,23 +129,19 @@ class SuiteRun:
     dataset: Dataset
     table: ResultTable
     verdict: Verdict
-    run_id: str | None = None
+    run_id: str | None = None  # set once its MLflow run is recorded (HarnessSession.finish_logging)
     tracking_error: str | None = None
+    logging: Any = None  # the pending MLflow run (a Future of its id), until finish_logging
     local_record: Path | None = None
     duration_s: float = 0.0
     subset_of: int | None = None  # size of the full dataset when a subset ran
     by_id: dict[str, CaseResult] = field(default_factory=dict)
 
     def check(self) -> None:
-        """The promotion gate: fail with the criteria table unless everything passed."""
-        message = []
+        """The promotion gate: fail with the criteria table unless everything passed. (Whether
+        MLflow recorded the run is known at the end of the session, which then exits 3 if not.)"""
         if not self.verdict.passed:
-            message.append(self.verdict.report())
-        if self.tracking_error:
-            message.append(f"results were not recorded in MLflow: {self.tracking_error}"
-                           f"\n  they are kept in {self.local_record}")
-        if message:
-            pytest.fail("\n".join(message), pytrace=False)
+            pytest.fail(self.verdict.report(), pytrace=False)
 
 
 class EvalSuite:
@@ -184,6 +187,13 @@ class HarnessSession:
         self._reporter = None
         self.fatal: str | None = None  # why the run was stopped as a harness error
         self.order: list[str] = []
+        self._logger = None  # harness.tracking.SuiteLogger, started with the first suite's run
+        self._score_cache = None
+        if config.score_cache:
+            from harness.scorers import ScoreCache, use_score_cache
+
+            self._score_cache = ScoreCache(config.path(config.score_cache))
+            use_score_cache(self._score_cache)
         self.promotion: tuple[bool, str] | None = None  # (promoted, what to tell the user)
 
     def dataset(self, path: str, loader: Callable[[Path], Dataset] | None = None) -> tuple[Dataset, int]:
@@ -222,30 +232,35 @@ class HarnessSession:
         if config.resolved_target() != "local":
             return build_target(config, connect=connect)
         if not connect:
-            from harness.targets.local_server import LocalModelServer
-
-            path = Path(config.local_model_path) if config.local_model_path else None
-            return build_target(config, local_base_url="http://127.0.0.1:9/v1",
-                                local_model=LocalModelServer(path).alias, connect=False)
+            server = self._local_server_spec()
+            return build_target(config, local_base_url="http://127.0.0.1:9/v1", local_model=server.alias,
+                                local_identity=server.identity(), connect=False)
         server = self.local_server()
-        return build_target(config, local_base_url=server.base_url, local_model=server.alias)
+        return build_target(config, local_base_url=server.base_url, local_model=server.alias,
+                            local_identity=server.identity())
+
+    def _local_server_spec(self):
+        """The embedded server as configured, not started (what a replay's target describes)."""
+        from harness.targets.local_server import LocalModelServer
+
+        config = self.config
+        path = Path(config.local_model_path) if config.local_model_path else None
+        return LocalModelServer(path, startup_timeout=config.local_startup_timeout, slots=config.local_slots,
+                                threads=config.local_threads, binary=config.local_server)
 
     def local_server(self):
         """The embedded model's server: started on first use, stopped when the session ends.
         If it cannot start, or has died since, the whole run stops here as a harness error
         (exit 3) with one message: no case is ever scored against a dead server."""
-        from harness.targets.local_server import LocalModelError, LocalModelServer
+        from harness.targets.local_server import LocalModelError
 
         if self._server is None:
             config = self.config
-            path = Path(config.local_model_path) if config.local_model_path else None
-            self._say(f"starting the embedded local model server ({config.local_slots} slots, "
-                      f"{config.local_threads} threads) ...")
+            self._say(f"starting the embedded local model server ({config.local_slots} "
+                      f"slot{'s' if config.local_slots > 1 else ''}, {config.local_threads} threads) ...")
             started = time.perf_counter()
             try:
-                self._server = LocalModelServer(
-                    path, startup_timeout=config.local_startup_timeout, slots=config.local_slots,
-                    threads=config.local_threads, binary=config.local_server).start()
+                self._server = self._local_server_spec().start()
             except LocalModelError as exc:
                 self._stop_run(exc)
             self._say(f"local model {self._server.alias} answered its first completion on "
@@ -390,21 +405,16 @@ class HarnessSession:
         run.local_record = tracking.write_local_record(
             config.path(config.results_dir), suite=name, table=table, verdict=verdict,
             dataset=dataset, target_info=info, metrics=metrics)
-        try:
-            run.run_id = tracking.log_suite_run(
-                suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
-                settings=settings_to_log, tracking_uri=config.effective_tracking_uri(),
-                experiment=config.experiment, root=config.root, traces=traces,
-                metrics=metrics, tables=analysis.tables if analysis else None,
-                figures=analysis.figures if analysis else None)
-        except tracking.TrackingError as exc:
-            run.tracking_error = str(exc)
-        finally:
-            if analysis is not None and analysis.figures:
-                import matplotlib.pyplot as plt
-
-                for figure in analysis.figures.values():
-                    plt.close(figure)
+        if traces is not None:
+            traces = traces.closed()  # the next suite's calls begin while this run is recorded
+        if self._logger is None:
+            self._logger = tracking.SuiteLogger(config.effective_tracking_uri(), processes=config.replay)
+        run.logging = self._logger.submit(
+            suite=name, table=table, verdict=verdict, dataset=dataset, target_info=info,
+            settings=settings_to_log, tracking_uri=config.effective_tracking_uri(),
+            experiment=config.experiment, root=config.root, traces=traces,
+            metrics=metrics, tables=analysis.tables if analysis else None,
+            figures=analysis.figures if analysis else None)
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
                   f"gate {'PASSED' if verdict.passed else 'FAILED'} ({duration:.1f}s)")
         return run
@@ -495,6 +505,19 @@ class HarnessSession:
 
         return with_judge
 
+    def finish_logging(self) -> None:
+        """Wait for every suite's MLflow run: its id, or why it could not be recorded."""
+        from harness import tracking
+
+        for run in self.runs():
+            if run.logging is None:
+                continue
+            try:
+                run.run_id = tracking.SuiteLogger.result(run.logging)
+            except tracking.TrackingError as exc:
+                run.tracking_error = str(exc)
+            run.logging = None
+
     def harness_errors(self) -> list[str]:
         """Suites that raised instead of producing a verdict, or whose run MLflow did not record."""
         errors = [f"suite '{n}': {e}" for n, e in self._runs.items() if isinstance(e, BaseException)]
@@ -504,9 +527,20 @@ class HarnessSession:
         return [self._runs[n] for n in self.order]  # type: ignore[misc]
 
     def close(self) -> None:
+        if self._logger is not None:
+            self._logger.close()
+            self._logger = None
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._score_cache is not None:
+            from harness.scorers import use_score_cache
+
+            use_score_cache(None)
+            try:
+                self._score_cache.save()
+            except OSError as exc:  # a cache that cannot be written costs time, never a result
+                self._say(f"score cache not saved: {exc}")
 
 
 class _FollowUps:
@@ -663,6 +697,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state: HarnessSession | None = session.config.stash.get(_STATE, None)
     if state is None:
         return
+    state.finish_logging()
     if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and state.harness_errors():
         session.exitstatus = HARNESS_ERROR
         exitstatus = HARNESS_ERROR

@@ -18,7 +18,8 @@ class SuiteProgress:
     (a bar is drawn on it); without one, `write_line` gets a line every `interval` seconds."""
 
     def __init__(self, label: str, total: int, *, live: TextIO | None = None,
-                 write_line: Callable[[str], None] = print, interval: float = 30.0):
+                 write_line: Callable[[str], None] = print, interval: float = 30.0,
+                 redraw_s: float = 0.5):
         self.label, self.total = label, total
         self.done = self.errors = 0
         self._write_line, self._interval = write_line, interval
@@ -27,7 +28,7 @@ class SuiteProgress:
         if live is not None and total > 0:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=label, unit="answer", file=live, mininterval=0.5,
+            self._bar = tqdm(total=total, desc=label, unit="answer", file=live, mininterval=redraw_s,
                              dynamic_ncols=True, leave=False)
 
     def update(self, case: "Case", sample: int, response: "Response") -> None:

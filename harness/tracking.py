@@ -9,7 +9,9 @@ import re
 import subprocess
 import time
 import warnings
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,7 +42,9 @@ def quiet_mlflow_environment() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in CI logs
 
 
+@lru_cache(maxsize=8)
 def git_commit(root: Path) -> str:
+    """The checkout's commit (with -dirty), asked once per process: it does not change mid-run."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=5, check=True).stdout.strip()
@@ -60,6 +64,14 @@ class TraceWindow:
 
     experiment_id: str
     started_ms: int
+    ended_ms: int | None = None  # set when the suite's calls are done: the next suite's are not its
+
+    def closed(self) -> "TraceWindow":
+        """The window up to now. Runs are recorded in the background while the next suite is
+        queried, so a window must end where its suite's calls ended."""
+        from dataclasses import replace
+
+        return replace(self, ended_ms=int(time.time() * 1000) + 1)
 
 
 def begin_traces(tracking_uri: str, experiment: str) -> TraceWindow:
@@ -87,9 +99,12 @@ def _link_traces(client, window: TraceWindow, run_id: str) -> int:
     mlflow.flush_trace_async_logging()
     trace_ids: list[str] = []
     page_token = None
+    window_filter = f"trace.timestamp_ms >= {window.started_ms}"
+    if window.ended_ms is not None:
+        window_filter += f" AND trace.timestamp_ms < {window.ended_ms}"
     while True:
         page = client.search_traces(
-            locations=[window.experiment_id], filter_string=f"trace.timestamp_ms >= {window.started_ms}",
+            locations=[window.experiment_id], filter_string=window_filter,
             max_results=500, page_token=page_token)
         trace_ids.extend(t.info.trace_id for t in page)
         page_token = page.token
@@ -265,6 +280,58 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
     except Exception as exc:
         raise TrackingError(f"MLflow at {tracking_uri} could not record suite '{suite}': "
                             f"{type(exc).__name__}: {exc}") from exc
+
+
+class SuiteLogger:
+    """Records suite runs (`log_suite_run`) off the pipeline's path, one at a time and in order,
+    so the next suite is queried and scored while MLflow writes the last one.
+
+    `processes=True` (replays, which make no model calls and trace nothing) logs from a worker
+    process that imports mlflow and opens the store while the first suite is scored: on 2 cores
+    the two overlap instead of taking turns on one interpreter lock. Otherwise a thread does it,
+    in this process, where the traces of the calls are (it links them to the run)."""
+
+    def __init__(self, tracking_uri: str, *, processes: bool):
+        if processes:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_open_store, initargs=(tracking_uri,))
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-mlflow")
+
+    def submit(self, **run: Any) -> "Future[str]":
+        """`log_suite_run(**run)` later; the future's result is the run id, or raises
+        TrackingError (a worker that died becomes one too)."""
+        return self._pool.submit(log_suite_run, **run)
+
+    @staticmethod
+    def result(future: "Future[str]") -> str:
+        try:
+            return future.result()
+        except TrackingError:
+            raise
+        except Exception as exc:  # the worker process died, or a result could not be pickled
+            raise TrackingError(f"the MLflow logging worker failed: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _open_store(tracking_uri: str) -> None:
+    """A logging worker's start: import mlflow and open (migrate-check) the store once."""
+    quiet_mlflow_environment()
+    try:
+        import mlflow
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mlflow.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    except Exception:  # noqa: S110 - the first log_suite_run reports it, with the suite's name
+        pass
 
 
 # --- the model registry ---------------------------------------------------------------------------

@@ -99,12 +99,18 @@ def test_openai_target_needs_a_model_name(tmp_path):
     ({"OPENAI_BASE_URL": "localhost:8000/v1", "HARNESS_MODEL": "m"}, "not an http"),
     ({"OPENAI_BASE_URL": "http://host:port/v1", "HARNESS_MODEL": "m"}, "not a URL"),
     ({"HARNESS_SERVING_URL": "ftp://x"}, "HARNESS_SERVING_URL"),
+    ({"HARNESS_JUDGE_MODEL": "j", "HARNESS_JUDGE_BASE_URL": "judge:8000"}, "HARNESS_JUDGE_BASE_URL"),
     ({"AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com", "OPENAI_API_VERSION": "2024-06-01",
       "AZURE_OPENAI_DEPLOYMENT": "d"}, "AZURE_OPENAI_API_KEY"),
 ])
 def test_configurations_that_cannot_run_fail_at_load(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path, env=env)
+
+
+def test_a_url_for_another_target_is_not_checked(tmp_path):
+    config = load_config(tmp_path, env={"OPENAI_BASE_URL": "unused", "HARNESS_MODEL_URI": "models:/m/1"})
+    assert config.resolved_target() == "mlflow-model"
 
 
 def test_an_endpoint_without_a_model_is_one_usage_error_before_collection(eval_project):

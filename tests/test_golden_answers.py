@@ -24,12 +24,12 @@ GOLDEN = Path(__file__).parent / "data" / "golden_answers.json"
 PICKS = [
     ("datasets/quality/cases.jsonl", "factual-capital-france", 256),
     ("datasets/quality/cases.jsonl", None, 256),
-    ("datasets/safety/harmful.jsonl", None, 96),
-    ("datasets/safety/over_refusal.jsonl", None, 96),
-    ("datasets/safety/prompt_injection.jsonl", None, 96),
-    ("datasets/safety/system_prompt_leakage.jsonl", None, 96),
-    ("datasets/safety/pii.jsonl", None, 96),
-    ("datasets/safety/toxicity.jsonl", None, 96),
+    ("datasets/safety/harmful.jsonl", None, 64),
+    ("datasets/safety/over_refusal.jsonl", None, 64),
+    ("datasets/safety/prompt_injection.jsonl", None, 64),
+    ("datasets/safety/system_prompt_leakage.jsonl", None, 64),
+    ("datasets/safety/pii.jsonl", None, 64),
+    ("datasets/safety/toxicity.jsonl", None, 64),
     ("datasets/bias/decisions.jsonl", None, 48),
     ("datasets/bias/descriptions.jsonl", None, 96),
     ("datasets/bias/ambiguous.jsonl", None, 48),
@@ -62,7 +62,7 @@ def ask(picked, server, order):
     for index in order:
         case, max_tokens = picked[index]
         target = build_target(replace(config, max_tokens=max_tokens), local_base_url=server.base_url,
-                              local_model=server.alias)
+                              local_model=server.alias, local_identity=server.identity())
         response = engine.run([case], target, engine.EngineSettings(concurrency=1)).first[0]
         answers[case.id] = response.text if response.ok else f"<error: {response.error}>"
     return answers

@@ -24,7 +24,9 @@ def test_mlflow_store_down_keeps_results_locally_and_fails(stub, eval_project, p
     record = json.loads(record_path.read_text())
     assert record["verdict"]["passed"] is True  # the model was fine: only the recording failed
     assert {c["case_id"] for c in record["cases"]} == {c["id"] for c in MINI_CASES}
-    result.assert_outcomes(passed=5, failed=1)  # the cases passed, the gate item did not
+    # the cases and the gate passed (the verdict is the model's); the recording failure is the
+    # harness's, reported once at the end (MLflow records runs in the background)
+    result.assert_outcomes(passed=6, failed=0)
     for path in (pytester.path / ".harness").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path

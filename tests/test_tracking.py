@@ -88,3 +88,36 @@ def check_api_key_never_reaches_the_store_or_artifacts(store: Path):
     assert any(p.name == "eval_results.json" for p in files)  # the scan covers the artifacts
     for path in files:
         assert SECRET.encode() not in path.read_bytes(), f"API key leaked into {path}"
+
+
+def test_each_run_links_only_its_own_traces_when_suites_follow_each_other(stub, eval_project, pytester):
+    """Runs are recorded in the background while the next suite is queried: the first suite's
+    run must not pick up the second suite's traces, and none may be lost."""
+    from conftest import SUITE_TEMPLATE
+
+    (pytester.path / "datasets" / "second.jsonl").write_text(
+        (pytester.path / "datasets" / "mini.jsonl").read_text())
+    (pytester.path / "criteria.toml").write_text(
+        (pytester.path / "criteria.toml").read_text() + "\n" + MINI_SECOND_CRITERIA)
+    pytester.makepyfile(test_second_suite=SUITE_TEMPLATE.format(suite="second"))
+    server = stub(answer_table(GOOD_ANSWERS), latency_s=0.05)
+    assert eval_project(server.base_url).ret == 0
+    client = mlflow.MlflowClient(tracking_uri=eval_project.tracking_uri)
+    experiment = client.get_experiment_by_name("mini-evals")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["harness.suite"] for r in runs) == ["mini", "second"]
+    linked = set()
+    for run in runs:
+        traces = client.search_traces(locations=[experiment.experiment_id], run_id=run.info.run_id)
+        assert len(traces) == len(MINI_CASES) == run.data.metrics["traces/linked"]
+        linked |= {t.info.trace_id for t in traces}
+    assert len(linked) == 2 * len(MINI_CASES)  # no trace in both runs
+
+
+MINI_SECOND_CRITERIA = """
+[[second]]
+metric = "case_pass"
+aggregate = "rate"
+op = ">="
+threshold = 0.8
+"""

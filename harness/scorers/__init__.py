@@ -11,13 +11,14 @@ from typing import Any, Callable, Mapping
 from harness.datasets import Case
 from harness.scorers.base import Score
 from harness.scorers.bias import bbq_check, decision_check, sentiment_check
+from harness.scorers.cache import ScoreCache
 from harness.scorers.pii import pii_check
 from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
 from harness.scorers.safety import canary_check, leak_check, refusal_check
 from harness.scorers.toxicity import toxicity_check
 from harness.targets.base import Response
 
-__all__ = ["CHECKS", "Score", "score_case"]
+__all__ = ["CHECKS", "Score", "ScoreCache", "score_case", "use_score_cache"]
 
 # A check returns one Score, or several (the bias checks measure more than one thing).
 CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score | list[Score]]] = {
@@ -34,6 +35,24 @@ CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score | list[Sc
 }
 
 
+_cache: ScoreCache | None = None
+
+
+def use_score_cache(cache: ScoreCache | None) -> None:
+    """Reuse the scores of answers scored before by the same scorer code (None: off)."""
+    global _cache
+    _cache = cache
+
+
+def _scored(what: Any, answer: str, reference: str | None, score: Callable[[], Any]) -> Any:
+    return score() if _cache is None else _cache.get_or_score(what, answer, reference, score)
+
+
+def _check_scores(check: Mapping[str, Any], answer: str, expected: str | None) -> list[Score]:
+    outcome = CHECKS[check["type"]](answer, check, expected)
+    return outcome if isinstance(outcome, list) else [outcome]
+
+
 def score_case(case: Case, response: Response) -> list[Score]:
     """All scores of one response. A response with an error fails every check of its case (an
     error is never a silent pass) and has no reference measurements."""
@@ -42,12 +61,12 @@ def score_case(case: Case, response: Response) -> list[Score]:
         reason = f"no answer: {response.error}"
         scores.extend(Score(c["type"], 0.0, False, reason) for c in case.checks)
     else:
+        text, expected = response.text, case.expected
         for check in case.checks:
-            outcome = CHECKS[check["type"]](response.text, check, case.expected)
-            scores.extend(outcome if isinstance(outcome, list) else [outcome])
-        if case.expected is not None:
-            scores.append(Score("token_f1", token_f1(response.text, case.expected)))
-            scores.append(Score("rouge_l", rouge_l(response.text, case.expected)))
+            scores.extend(_scored(["check", check], text, expected, lambda: _check_scores(check, text, expected)))
+        if expected is not None:
+            scores.extend(_scored(["reference"], text, expected, lambda: [
+                Score("token_f1", token_f1(text, expected)), Score("rouge_l", rouge_l(text, expected))]))
         if response.total_tokens is not None:
             scores.append(Score("total_tokens", float(response.total_tokens)))
     scores.append(Score("latency_s", response.latency_s))

@@ -22,9 +22,9 @@ def openai_endpoint(base_url: str | None) -> str:
 
 def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
                  local_model: str | None = None, connect: bool = True,
-                 structured: str | None = None) -> "Target":
-    """The configured target. For kind "local", `local_base_url`/`local_model` come from the
-    running embedded server (the plugin owns its lifetime). `structured` names the per-request
+                 structured: str | None = None, local_identity: str | None = None) -> "Target":
+    """The configured target. For kind "local", `local_base_url`/`local_model`/`local_identity`
+    come from the embedded server (the plugin owns its lifetime). `structured` names the per-request
     response_formats the target will be given (`use_response_formats`; the judge's verdict
     schemas): it becomes part of the target's identity. OpenAI-compatible kinds only.
 
@@ -61,7 +61,7 @@ def build_target(config: HarnessConfig, *, local_base_url: str | None = None,
         endpoint = openai_endpoint(config.base_url)
     else:
         model = config.model or local_model or "local"
-        endpoint = "embedded llama.cpp server (127.0.0.1)"
+        endpoint = local_identity or "embedded llama-server (127.0.0.1)"
     client = _client(config, kind, local_base_url) if connect else None
     return OpenAICompatibleTarget(
         client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,

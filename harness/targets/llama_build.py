@@ -135,6 +135,15 @@ def check_features(startup_log: str) -> str | None:
     return None
 
 
+def _tool(name: str) -> str | None:
+    """A build tool: the one the `local` extra installed beside this interpreter (an
+    unactivated venv's scripts are not on PATH), else the system's."""
+    import sysconfig
+
+    beside = Path(sysconfig.get_path("scripts")) / name
+    return str(beside) if beside.is_file() else shutil.which(name)
+
+
 def _run(command: list[str], log: Path, say: Callable[[str], None], what: str, **kwargs) -> None:
     say(f"{what} (log: {log})")
     with log.open("a") as fh:
@@ -161,7 +170,7 @@ def build(*, jobs: int | None = None, force: bool = False, sdist: Path | None = 
             return binary
         except BuildError:
             pass
-    cmake = shutil.which("cmake")
+    cmake = _tool("cmake")
     if cmake is None:
         raise BuildError("cmake is not installed: pip install -e '.[local]' brings it")
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +189,8 @@ def build(*, jobs: int | None = None, force: bool = False, sdist: Path | None = 
         members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
         archive.extractall(work / "src", members=members, filter="data")
     source, build_tree = work / "src" / prefix, work / "build"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    ninja = _tool("ninja")
+    generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
     _run([cmake, "-S", str(source), "-B", str(build_tree), *generator, *CMAKE_FLAGS], log, say,
          f"configuring for {INSTRUCTION_SET}")
     _run([cmake, "--build", str(build_tree), "--target", "llama-server", "-j", str(jobs or os.cpu_count() or 2)],

@@ -110,18 +110,32 @@ class LocalModelServer:
     def pinned(self) -> bool:
         return self._binary is None
 
+    def identity(self) -> str:
+        """What decides its answers besides the model and the request: the build, and the
+        server settings that change numerics (threads split some reductions). Part of the
+        target's identity, so a journal is never replayed across them."""
+        from harness.targets import llama_build
+
+        build = f"pinned build {llama_build.BUILD_ID}" if self.pinned else f"HARNESS_LOCAL_SERVER {self._binary}"
+        return (f"embedded llama-server ({build}, {self.slots} slot{'s' if self.slots > 1 else ''}, "
+                f"{self.threads} thread{'s' if self.threads > 1 else ''}, 32-token micro-batches)")
+
     def command(self, binary: Path) -> list[str]:
         return [
             str(binary), "--model", str(self.model_path), "--alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--parallel", str(self.slots), "--ctx-size", str(SLOT_CONTEXT * self.slots),
             "--threads", str(self.threads), "--threads-batch", str(self.threads),
-            # flash attention walks each sequence's own cache cells in order, so an answer does
-            # not depend on which other requests share the batch (tests/test_golden_answers.py)
+            # flash attention: 124-128 tokens/s against 109-111 without (BENCHMARKS.md)
             "--flash-attn", "on", "--no-webui", "--log-file", str(self._log_path),
-            # no host-memory cache of every past prompt's state (measured: ~20 ms per request
-            # and 1.6 GB after 400 prompts); the slot still reuses the previous prompt's prefix
-            "--cache-ram", "0",
+            # prompts are evaluated in micro-batches of at most 32 tokens. The slot reuses the
+            # previous prompt's cached prefix and evaluates only the rest; with the default
+            # 512, a long rest took ggml's tiled flash-attention kernel (64 query tokens or more)
+            # and a short one the plain kernel, so answers depended on what was asked before
+            # them (measured: 4 of the 11 golden answers). Below 64 every token takes the plain
+            # kernel whatever the split. No host-memory cache of past prompts (~20 ms per
+            # request, 1.6 GB after 400 prompts).
+            "--ubatch-size", "32", "--cache-ram", "0",
         ]
 
     def start(self) -> "LocalModelServer":
