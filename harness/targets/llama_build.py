@@ -177,7 +177,7 @@ def build(*, jobs: int | None = None, force: bool = False, sdist: Path | None = 
     work = Path(tempfile.mkdtemp(prefix="harness-llama-build-", dir=folder.parent))
     log = work / "build.log"
     if sdist is None:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python",
               f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", str(work)],
              log, say, f"downloading the llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} source")
         sdist = work / f"llama_cpp_python-{LLAMA_CPP_PYTHON_VERSION}.tar.gz"
