@@ -26,6 +26,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(url: str, tries: int = 100, pause_s: float = 0.1) -> None:
+    """Poll `url` until it answers (a server's readiness probe), at most `tries` times."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(pause_s)
+
+
 @contextlib.contextmanager
 def stub_process(latency_s: float):
     """Base URL of the fast stub running in its own process."""
@@ -34,12 +44,7 @@ def stub_process(latency_s: float):
                                 str(port), str(latency_s)])
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_up(f"{url}/models")
         yield url
     finally:
         process.terminate()

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import time
 import urllib.request
 
-from common import free_port  # noqa: F401  (also puts the project on sys.path)
+from common import free_port, wait_until_up  # (also puts the project on sys.path)
 
 from harness.targets import llama_build
 from harness.targets.local_server import LocalModelServer
@@ -38,12 +37,7 @@ def main() -> None:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{server.port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_up(f"{url}/health", tries=300, pause_s=0.2)
 
         def ask(content: str, n: int) -> dict:
             body = json.dumps({"messages": [{"role": "user", "content": content}], "max_tokens": n,

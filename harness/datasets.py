@@ -6,8 +6,8 @@ file are collected before raising, so a curator fixes a dataset in one pass.
 
 from __future__ import annotations
 
-import hashlib
 import copyreg
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field

@@ -185,7 +185,6 @@ class HarnessSession:
         self._server = None
         self._guards = None
         self._reporter = None
-        self.fatal: str | None = None  # why the run was stopped as a harness error
         self.order: list[str] = []
         self._logger = None  # harness.tracking.SuiteLogger, started with the first suite's run
         self._score_cache = None
@@ -276,8 +275,7 @@ class HarnessSession:
             self._stop_run(LocalModelError(self._server.failure()))
 
     def _stop_run(self, exc: Exception) -> None:
-        self.fatal = f"harness error: {exc}"
-        pytest.exit(self.fatal, returncode=HARNESS_ERROR)
+        pytest.exit(f"harness error: {exc}", returncode=HARNESS_ERROR)
 
     def progress(self, name: str, total: int):
         """How a suite's querying is shown: a live bar on a terminal, a line every
@@ -406,7 +404,7 @@ class HarnessSession:
             config.path(config.results_dir), suite=name, table=table, verdict=verdict,
             dataset=dataset, target_info=info, metrics=metrics)
         if traces is not None:
-            traces = tracking.end_traces(traces)  # the next suite's calls begin while this run is recorded
+            traces = traces.closed()  # the next suite's calls begin while this run is recorded
         if self._logger is None:
             self._logger = tracking.SuiteLogger(config.effective_tracking_uri(), processes=config.replay)
         run.logging = self._logger.submit(

@@ -92,17 +92,6 @@ def begin_traces(tracking_uri: str, experiment: str) -> TraceWindow:
     return TraceWindow(experiment_id, int(time.time() * 1000))
 
 
-def end_traces(window: TraceWindow) -> TraceWindow:
-    """Close a suite's trace window: wait until its traces are exported, and end it now. Called
-    before its run is recorded in the background: the next suite's tracing set-up must not find
-    this suite's traces still queued (measured: most of the robustness suite's follow-up traces
-    were then never stored), and its traces are not this suite's."""
-    import mlflow
-
-    mlflow.flush_trace_async_logging()
-    return window.closed()
-
-
 def _link_traces(client, window: TraceWindow, run_id: str) -> int:
     """Link the window's traces to the run; returns how many were found."""
     import mlflow

@@ -48,9 +48,14 @@ class ScoreCache:
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
-        self.path = self.directory / f"scores-{scorer_version()}.pickle"
         self._entries: dict[str, Any] | None = None
         self._added = 0
+
+    @property
+    def path(self) -> Path:
+        """Named by the scorer version, computed at first use: the plugin makes a cache in every
+        pytest session, most of which never score anything."""
+        return self.directory / f"scores-{scorer_version()}.pickle"
 
     def _load(self) -> dict[str, Any]:
         if self._entries is None:
