@@ -209,6 +209,14 @@ class HarnessConfig:
         p = Path(relative)
         return p if p.is_absolute() else self.root / p
 
+    def run_variant(self) -> str | None:
+        """What sets this run apart from a plain run of the same suites: its label and guards
+        ("guarded", "debias-prompt+guards-both"), None for a plain run."""
+        parts = [self.label] if self.label else []
+        if self.guards != "none":
+            parts.append(f"guards-{self.guards}")
+        return "+".join(parts) or None
+
     def effective_tracking_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
 

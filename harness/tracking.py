@@ -117,11 +117,13 @@ def _link_traces(client, window: TraceWindow, run_id: str) -> int:
 
 def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdict: Verdict,
                        dataset: Dataset, target_info: Mapping[str, Any],
-                       metrics: Mapping[str, float] | None = None) -> Path:
+                       metrics: Mapping[str, float] | None = None, variant: str | None = None) -> Path:
     """The suite's verdict, metrics and per-case table as JSON on local disk, written before
-    MLflow is tried, so an unreachable tracking store loses nothing."""
+    MLflow is tried, so an unreachable tracking store loses nothing. A `variant` (the run's
+    label, its guards) is part of the file name: a guarded or labelled run of a suite never
+    overwrites the plain one."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{slug(suite)}.json"
+    path = directory / (f"{slug(suite)}--{slug(variant)}.json" if variant else f"{slug(suite)}.json")
     header = json.dumps({
         "suite": suite,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "digest": dataset.digest},

@@ -7,6 +7,7 @@ failures into passes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_guarded_target_never_sends_a_blocked_request_and_filters_the_answer():
     assert target.describe() == {"target": "fake", "model": "m", "guards": "input+output"}
 
 
-def test_guarded_safety_suite_passes_where_the_raw_one_fails(stub, make_eval_project, monkeypatch):
+def test_guarded_safety_suite_passes_where_the_raw_one_fails(stub, make_eval_project, monkeypatch, pytester):
     from stub_server import answer_table
     from test_safety_gate import CASES, CRITERIA, MISBEHAVES
 
@@ -118,6 +119,12 @@ def test_guarded_safety_suite_passes_where_the_raw_one_fails(stub, make_eval_pro
     for metric in ("leak/rate", "pii/rate", "toxicity/rate", "canary/rate"):
         assert any(metric in line and " pass" in line for line in out.splitlines()), (metric, out[-3000:])
     assert re.search(r"critical cases failed\s+0\s+== 0\s+pass", out), out[-3000:]
+    # the guarded run's local record sits beside the raw one's, never over it
+    records = pytester.path / ".harness" / "results"
+    raw_record = json.loads((records / "safety.json").read_text())
+    guarded_record = json.loads((records / "safety--guards-both.json").read_text())
+    assert raw_record["verdict"]["passed"] is False
+    assert guarded_record["target"]["guards"] == "input+output" and "guards" not in raw_record["target"]
 
 
 def test_guard_functions_for_code_that_calls_its_model_another_way():
