@@ -12,6 +12,8 @@ Cohen's kappa, raw agreement and the confusion counts.
     python bench/judge_agreement.py --json-schema         # structured judge output (the
                                                           # judge_json_schema setting)
     python bench/judge_agreement.py --verdicts v.csv      # every verdict, with its rationale
+    python bench/judge_agreement.py --human               # the safety judge against the 80
+                                                          # human-labelled calibration answers
 
 With no --judge-base-url the embedded model (SmolLM2-135M-Instruct) is started like the harness
 starts it and judges its own answers. It is far too weak to be a judge: the figure measures the
@@ -69,6 +71,9 @@ def main() -> None:
     parser.add_argument("--json-schema", action="store_true",
                         help="each judge request carries its verdict's JSON schema (judge_json_schema)")
     parser.add_argument("--verdicts", default=None, help="write every verdict (ratings, rationale) to this CSV")
+    parser.add_argument("--human", action="store_true",
+                        help="instead: the safety judge's agreement with human labels (the check a run makes "
+                             "before the judge's criteria may gate)")
     args = parser.parse_args()
 
     config = load_config(ROOT)
@@ -87,6 +92,16 @@ def main() -> None:
         judge_config = replace(config, replay=False, judge_base_url=judge_url, judge_model=judge_model,
                                judge_json_schema=args.json_schema or config.judge_json_schema)
         started = time.perf_counter()
+        if args.human:
+            from harness.judge import HUMAN_AGREEMENT, MIN_KAPPA
+
+            m = HarnessSession(judge_config)._judge_human_agreement()
+            print(f"judge {judge_model}: agreement with human labels ({time.perf_counter() - started:.0f} s): "
+                  + ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in m.items()))
+            kappa = m.get(f"{HUMAN_AGREEMENT}/kappa")
+            print("trusted" if kappa is not None and kappa >= MIN_KAPPA else f"not trusted (kappa < {MIN_KAPPA} "
+                  "or unmeasurable): its criteria would be skipped")
+            return
         scorer = HarnessSession(judge_config)._with_judge("quality", cases, responses, score_case,
                                                           concurrency=args.concurrency)
         elapsed = time.perf_counter() - started

@@ -1,4 +1,6 @@
 """Command line: `python -m harness build-llama` (the embedded model's server, once per machine),
+`python -m harness train-classifiers` (retrain the shipped answer-outcome and input-guard
+models from their labelled data),
 `python -m harness compare RUN_A RUN_B [--markdown]`,
 `python -m harness drift REFERENCE_RUN CURRENT_RUN` and
 `python -m harness drift REFERENCE_RUN --traces-experiment NAME [--since 24h] [--until TIME]`
@@ -43,12 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--rate", type=float, default=0.10, help="absolute change above which a rate drifted")
     watch.add_argument("--text", type=float, default=0.10, help="TF-IDF centroid cosine distance threshold")
     watch.add_argument("--alpha", type=float, default=0.01, help="significance level of the tests")
+    commands.add_parser("train-classifiers", help="retrain the answer-outcome scorer and the input guard from "
+                                                  "their labelled data in harness/scorers/data (deterministic)")
     build = commands.add_parser("build-llama", help="build the embedded model's pinned, portable llama-server "
                                                     "(once per machine; the README's first command runs it)")
     build.add_argument("--force", action="store_true", help="rebuild even when the pinned build is installed")
     build.add_argument("--jobs", type=int, help="parallel compile jobs (default: the number of cores)")
     args = parser.parse_args(argv)
 
+    if args.command == "train-classifiers":
+        from harness.training import train_all
+
+        for path in train_all():
+            print(f"wrote {path}")
+        return 0
     if args.command == "build-llama":
         from harness.targets.llama_build import BuildError, build
 

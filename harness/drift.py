@@ -373,12 +373,12 @@ def _root_name(trace: TraceRecord) -> str:
     return roots[0] if roots else "(no spans)"
 
 
-def _refused(answers) -> list[bool]:
-    """Each answer scored by the harness's refusal classifier: the same scorer on both sides,
-    so a rate difference is the model's, not the scorers'."""
-    from harness.scorers.safety import REFUSAL, classify_refusal
+def _refused(requests, answers) -> list[bool]:
+    """Each answer to its request scored by the harness's outcome classifier: the same scorer
+    on both sides, so a rate difference is the model's, not the scorers'."""
+    from harness.scorers.outcome import REFUSAL, classify_answers
 
-    return [classify_refusal(a)[0] == REFUSAL for a in answers]
+    return [o.label == REFUSAL for o in classify_answers(list(requests), list(answers))]
 
 
 def drift_window(reference_cases, window: WindowCases, *, suite: str = "", reference: str = "reference",
@@ -409,7 +409,8 @@ def drift_window(reference_cases, window: WindowCases, *, suite: str = "", refer
     ref_out, cur_out = ref["response"].fillna("").astype(str), cur["response"].fillna("").astype(str)
     report.signals.append(_distribution("input_length", ref_in.str.len(), cur_in.str.len(), alpha, psi_threshold))
     report.signals.append(_distribution("output_length", ref_out.str.len(), cur_out.str.len(), alpha, psi_threshold))
-    report.signals.append(_rate("refusal_rate", _refused(ref_out), _refused(cur_out), alpha, rate_threshold))
+    report.signals.append(_rate("refusal_rate", _refused(ref_in, ref_out), _refused(cur_in, cur_out), alpha,
+                                rate_threshold))
     skipped = ["pass_rate"]  # a trace has no expected answer to pass against
     for column in sorted(ref.columns):
         if column in NOT_SCORES or column in ("passed", "refused", "latency_s"):

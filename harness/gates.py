@@ -190,7 +190,10 @@ DEFAULT_ERROR_BUDGET = Criterion(ERROR, "rate", "<=", 0.0, "default error budget
 
 def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
              suite_metrics: dict[str, float] | None = None, judge: bool = False,
-             baseline: Baseline | None = None) -> Verdict:
+             baseline: Baseline | None = None, judge_distrusted: str | None = None) -> Verdict:
+    """The suite's verdict. `judge_distrusted`: why the configured judge's verdicts must not
+    gate (its agreement with human labels or the offline checks is below harness.judge.MIN_KAPPA):
+    the criteria that read the judge are then skipped with that note, as without a judge."""
     problems = []
     if not criteria:
         problems.append(f"no promotion criteria declared for suite '{suite}'")
@@ -203,6 +206,9 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
     for criterion in applied:
         if criterion.only_with_judge and not judge:
             results.append(CriterionResult(criterion, None, True, "skipped: no judge configured"))
+            continue
+        if criterion.only_with_judge and judge_distrusted:
+            results.append(CriterionResult(criterion, None, True, judge_distrusted))
             continue
         if criterion.vs_baseline:
             results.append(_vs_baseline(criterion, table, baseline))

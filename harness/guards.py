@@ -2,8 +2,10 @@
 
 - `InputGuard` reads the request before the model does: harmful requests are blocked, and
   requests carrying injected instructions are blocked or "shielded" (the untrusted content is
-  fenced and the model told not to obey it). Its classifier is trained on
-  `scorers/data/request_guard_train.jsonl`, written apart from the eval datasets.
+  fenced and the model told not to obey it). Its classifier (TF-IDF and the request's sentence
+  embedding, one logistic regression) is trained on `scorers/data/request_guard_train*.jsonl`,
+  written for this project apart from the eval datasets and the public benchmarks it is
+  measured on (bench/guard_accuracy.py; BENCHMARKS.md).
 - `OutputGuard` reads the answer before the user does: a leak of a secret from the system
   prompt or a toxic answer is replaced by a refusal, personal data is redacted.
 - `GuardedTarget` composes them around any Target; `guard_request` / `guard_answer` are the same
@@ -25,11 +27,13 @@ from typing import Any, Literal, Mapping, Sequence
 
 from harness.scorers.pii import find_pii
 from harness.scorers.safety import find_secret
-from harness.scorers.textclf import LinearTfidf, train_linear_tfidf
+from harness.scorers.textclf import LinearTextModel, train_linear
 from harness.scorers.toxicity import toxicity_probability
 from harness.targets.base import Response, Target
 
-TRAINING_DATA = Path(__file__).with_name("scorers") / "data" / "request_guard_train.jsonl"
+DATA = Path(__file__).with_name("scorers") / "data"
+TRAINING_DATA = (DATA / "request_guard_train.jsonl", DATA / "request_guard_train_v2.jsonl")
+MODEL_FILE = DATA / "request_guard.npz"
 HARMFUL, INJECTION, BENIGN = "harmful", "injection", "benign"
 
 BLOCKED_REQUEST = "I'm sorry, but I can't help with that request."
@@ -48,19 +52,40 @@ _SECRET_TOKEN = re.compile(r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-
 
 # --- the request classifier -------------------------------------------------------------------
 
+def load_training_rows() -> list[dict]:
+    return [json.loads(line) for path in TRAINING_DATA
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _request_features(texts: Sequence[str]):
+    from harness.scorers.embeddings import embed
+
+    normalised = [" ".join(t.split()) for t in texts]
+    return normalised, embed(normalised)
+
+
+def train_request_model(rows: Sequence[Mapping[str, str]]) -> LinearTextModel:
+    texts, dense = _request_features([r["text"] for r in rows])
+    return train_linear(texts, [r["label"] for r in rows], word_ngrams=(1, 2), dense=dense, C=4.0)
+
+
 @lru_cache(maxsize=1)
-def _request_model() -> LinearTfidf:
-    """Trained once per process, then scored directly (no scikit-learn input validation per
-    request: the guard sits on every call of a deployment)."""
-    rows = [json.loads(line) for line in TRAINING_DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return train_linear_tfidf([r["text"] for r in rows], [r["label"] for r in rows], word_ngrams=(1, 2))
+def _request_model() -> LinearTextModel:
+    """The shipped model (python -m harness train-classifiers writes it)."""
+    return LinearTextModel.load(MODEL_FILE)
+
+
+def classify_requests(texts: Sequence[str], model: LinearTextModel | None = None) -> list[dict[str, float]]:
+    """Probability of each label (harmful, injection, benign) for each user message."""
+    model = model or _request_model()
+    normalised, dense = _request_features(texts)
+    return [{label: float(p) for label, p in zip(model.classes, model.predict_proba(t, d))}
+            for t, d in zip(normalised, dense)]
 
 
 def classify_request(text: str) -> dict[str, float]:
     """Probability of each label (harmful, injection, benign) for a user message."""
-    model = _request_model()
-    probabilities = model.predict_proba(" ".join(text.split()))
-    return {label: float(p) for label, p in zip(model.classes, probabilities)}
+    return classify_requests([text])[0]
 
 
 # --- the two guards ---------------------------------------------------------------------------
@@ -76,9 +101,16 @@ class GuardVerdict:
     messages: tuple[Mapping[str, str], ...] = ()
 
 
+# The operating threshold on the harmful probability, read off the trade-off curve of the
+# leave-one-source-out folds of the guard's own training sets (bench/guard_accuracy.py): the
+# lowest threshold whose false blocks of benign requests stay at or under 5% there. Its figures
+# on public sets it never saw are in README ("Runtime guardrails") and BENCHMARKS.md.
+HARMFUL_THRESHOLD = 0.8
+
+
 @dataclass(frozen=True)
 class InputGuard:
-    harmful_threshold: float = 0.5
+    harmful_threshold: float = HARMFUL_THRESHOLD
     injection_threshold: float = 0.5
     on_injection: Literal["block", "shield"] = "block"
 

@@ -30,8 +30,8 @@ from harness.config import ConfigError, HarnessConfig, load_config, settings, to
 from harness.datasets import Case, Dataset, load
 from harness.gates import Verdict, evaluate, load_criteria
 from harness.journal import Journal
-from harness.judge import judged
-from harness.results import CaseResult, ResultTable, repeat_scores
+from harness.judge import judged, rubric_for
+from harness.results import CaseResult, ResultTable, SuiteAnalysis, repeat_scores
 from harness.scorers import score_case
 from harness.scorers.base import Score
 from harness.targets.base import Response
@@ -184,6 +184,7 @@ class HarnessSession:
         self._criteria: dict[str, list] | None = None
         self._server = None
         self._guards = None
+        self._judge_calibration: dict[str, float] | None = None
         self._reporter = None
         self.order: list[str] = []
         self._logger = None  # harness.tracking.SuiteLogger, started with the first suite's run
@@ -384,8 +385,20 @@ class HarnessSession:
 
             analysis = judge_analysis(table, analysis)
         suite_metrics = analysis.metrics if analysis is not None else {}
+        distrusted = None
+        if judge_reads and config.judge_model and any(rubric_for(c) == "safety" for c in dataset.cases):
+            from harness.judge import HUMAN_AGREEMENT, distrust
+
+            calibration = self._judge_human_agreement()
+            analysis = analysis if analysis is not None else SuiteAnalysis()
+            analysis.metrics.update(calibration)
+            suite_metrics = analysis.metrics
+            distrusted = distrust(calibration, HUMAN_AGREEMENT, "human labels")
+            if distrusted:
+                self._say(f"suite '{name}': judge criteria {distrusted}")
         baseline = self._baseline(name) if any(c.vs_baseline for c in criteria or []) else None
-        verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model), baseline=baseline)
+        verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model), baseline=baseline,
+                           judge_distrusted=distrusted)
         duration = time.perf_counter() - started
         run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
                        subset_of=full_size if len(dataset) != full_size else None,
@@ -466,8 +479,28 @@ class HarnessSession:
         the judge's scores. `concurrency`
         is 1 for a judge that answers one request at a time (the embedded model, in
         bench/judge_agreement.py)."""
+        from harness.judge import judge_scores
+
+        config = self.config
+        asked = [(case, response) for case, response in zip(cases, responses) if judged(case) and response.ok]
+        self._say(f"suite '{name}': asking the judge ({config.judge_model}) about {len(asked)} answers ...")
+        replies = dict(zip((case.id for case, _ in asked),
+                           self._ask_judge(name, [(c, r.text) for c, r in asked], concurrency)))
+
+        def with_judge(case: Case, response: Response) -> list[Score]:
+            scores = scorer(case, response)
+            reply = replies.get(case.id)
+            if reply is None:
+                return scores
+            return scores + judge_scores(case, response.text, reply.text if reply.ok else None, reply.error)
+
+        return with_judge
+
+    def _ask_judge(self, name: str, asked: list[tuple[Case, str]], concurrency: int = 8) -> list[Response]:
+        """The judge's replies to (case, answer) pairs, through the engine with the judge's own
+        journal `<name>.judge`."""
         from harness import engine
-        from harness.judge import judge_case, judge_scores, schema_identity
+        from harness.judge import judge_case, schema_identity
         from harness.targets import build_target
 
         config = self.config
@@ -478,30 +511,33 @@ class HarnessSession:
         # part of the judge's identity, hence of its journal's keys
         target = build_target(judge_config, connect=not config.replay,
                               structured=schema_identity() if config.judge_json_schema else None)
-        asked = [(case, response) for case, response in zip(cases, responses) if judged(case) and response.ok]
-        judge_cases = [judge_case(c, r.text, json_schema=config.judge_json_schema) for c, r in asked]
+        judge_cases = [judge_case(c, answer, json_schema=config.judge_json_schema) for c, answer in asked]
         if config.judge_json_schema:
             target.use_response_formats(judge_cases)
         journal = (Journal.for_suite(config.path(config.journal_dir), f"{name}.judge", target.describe())
                    if config.journal_dir else None)
-        self._say(f"suite '{name}': asking the judge ({config.judge_model}) about {len(asked)} answers ...")
         outcome = engine.run(judge_cases, target, engine.EngineSettings(
             concurrency=concurrency, max_retries=config.max_retries, deadline_s=config.deadline_s,
             breaker_after=config.breaker_after), journal=journal, replay=config.replay, resume=config.resume,
             complete_journal=False)  # never completed, so never discarded: a verdict cache across runs
-        replies = {case.id: reply for (case, _), reply in zip(asked, outcome.first)}
         if outcome.stats.reused:
             self._say(f"suite '{name}': {outcome.stats.reused} verdicts reused from the judge's journal "
                       f"(same judge, same answer), {outcome.stats.calls} judge calls made")
+        return list(outcome.first)
 
-        def with_judge(case: Case, response: Response) -> list[Score]:
-            scores = scorer(case, response)
-            reply = replies.get(case.id)
-            if reply is None:
-                return scores
-            return scores + judge_scores(case, response.text, reply.text if reply.ok else None, reply.error)
+    def _judge_human_agreement(self) -> dict[str, float]:
+        """The judge's agreement with human labels on the held-out calibration answers, asked
+        once per session (and journalled: a rerun with the same judge asks nothing)."""
+        if self._judge_calibration is None:
+            from harness.judge import calibration_cases, human_agreement
 
-        return with_judge
+            rows = calibration_cases()
+            self._say(f"judge: checking {self.config.judge_model} against {len(rows)} human-labelled answers ...")
+            replies = self._ask_judge("judge-calibration", [(case, answer) for case, answer, _ in rows])
+            self._judge_calibration = human_agreement(
+                [refused for _, _, refused in rows], [r.text if r.ok else None for r in replies],
+                [answer for _, answer, _ in rows])
+        return self._judge_calibration
 
     def finish_logging(self) -> None:
         """Wait for every suite's MLflow run: its id, or why it could not be recorded."""

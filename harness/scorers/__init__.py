@@ -14,14 +14,15 @@ from harness.scorers.bias import bbq_check, decision_check, sentiment_check
 from harness.scorers.cache import ScoreCache
 from harness.scorers.pii import pii_check
 from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
-from harness.scorers.safety import canary_check, leak_check, refusal_check
+from harness.scorers.safety import canary_check, leak_check, refusal_check, refusal_score_name
 from harness.scorers.toxicity import toxicity_check
 from harness.targets.base import Response
 
 __all__ = ["CHECKS", "Score", "ScoreCache", "score_case", "use_score_cache"]
 
-# A check returns one Score, or several (the bias checks measure more than one thing).
-CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score | list[Score]]] = {
+# A check returns one Score, or several (the bias checks measure more than one thing). A check
+# whose function has `needs_request = True` is also given the request (the case's prompt).
+CHECKS: dict[str, Callable[..., Score | list[Score]]] = {
     **QUALITY_CHECKS,
     "refusal": refusal_check,
     "leak": leak_check,
@@ -48,9 +49,19 @@ def _scored(what: Any, answer: str, reference: str | None, score: Callable[[], A
     return score() if _cache is None else _cache.get_or_score(what, answer, reference, score)
 
 
-def _check_scores(check: Mapping[str, Any], answer: str, expected: str | None) -> list[Score]:
-    outcome = CHECKS[check["type"]](answer, check, expected)
+def _needs_request(check: Mapping[str, Any]) -> bool:
+    return getattr(CHECKS[check["type"]], "needs_request", False)
+
+
+def _check_scores(check: Mapping[str, Any], answer: str, expected: str | None, request: str) -> list[Score]:
+    extra = {"request": request} if _needs_request(check) else {}
+    outcome = CHECKS[check["type"]](answer, check, expected, **extra)
     return outcome if isinstance(outcome, list) else [outcome]
+
+
+def check_score_name(check: Mapping[str, Any]) -> str:
+    """The name of the pass/fail score a check reports (a case with no answer fails it)."""
+    return refusal_score_name(check) if check["type"] == "refusal" else check["type"]
 
 
 def score_case(case: Case, response: Response) -> list[Score]:
@@ -59,11 +70,13 @@ def score_case(case: Case, response: Response) -> list[Score]:
     scores: list[Score] = []
     if not response.ok:
         reason = f"no answer: {response.error}"
-        scores.extend(Score(c["type"], 0.0, False, reason) for c in case.checks)
+        scores.extend(Score(check_score_name(c), 0.0, False, reason) for c in case.checks)
     else:
-        text, expected = response.text, case.expected
+        text, expected, request = response.text, case.expected, case.prompt
         for check in case.checks:
-            scores.extend(_scored(["check", check], text, expected, lambda: _check_scores(check, text, expected)))
+            # a check that reads the request is cached per request too
+            key = ["check", check, request] if _needs_request(check) else ["check", check]
+            scores.extend(_scored(key, text, expected, lambda: _check_scores(check, text, expected, request)))
         if expected is not None:
             scores.extend(_scored(["reference"], text, expected, lambda: [
                 Score("token_f1", token_f1(text, expected)), Score("rouge_l", rouge_l(text, expected))]))

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from harness.scorers.base import Score
-from harness.scorers.safety import REFUSAL, classify_refusal
+from harness.scorers.outcome import REFUSAL, classify_answer
 
 APPROVE, DENY = "approve", "deny"
 
@@ -165,10 +165,12 @@ def parse_choice(answer: str, options: list[str], unknown: int | None = None) ->
 
 # --- checks (dataset check types) -------------------------------------------------------------
 
-def decision_check(answer: str, check: Mapping[str, Any], expected: str | None) -> list[Score]:
+def decision_check(answer: str, check: Mapping[str, Any], expected: str | None,
+                   request: str | None = None) -> list[Score]:
     """`outcome: binary` -> `approved` (1/0); `outcome: score` -> `score` (1-10). Also
-    `refused` (1/0), so refusals per group are reported apart from denials."""
-    refused = classify_refusal(answer)[0] == REFUSAL if answer.strip() else True
+    `refused` (1/0: the answer declined to decide), so refusals per group are reported apart
+    from denials."""
+    refused = classify_answer(answer, request).label == REFUSAL if answer.strip() else True
     scores = [Score("refused", float(refused))]
     if check.get("outcome", "binary") == "score":
         value = parse_score(answer)
@@ -180,6 +182,9 @@ def decision_check(answer: str, check: Mapping[str, Any], expected: str | None) 
         return scores + [Score("outcome_parsed", 0.0, False, "no approve/deny decision found in the answer")]
     return scores + [Score("approved", float(decision == APPROVE), rationale=decision),
                      Score("outcome_parsed", 1.0, True)]
+
+
+decision_check.needs_request = True  # type: ignore[attr-defined]
 
 
 def sentiment_check(answer: str, check: Mapping[str, Any], expected: str | None) -> list[Score]:

