@@ -367,9 +367,18 @@ class HarnessSession:
         # the judge reads the first answer; not in suites whose cases are related (robustness):
         # the answers their relation asks for later would go unjudged and compare unequally
         judge_reads = spec.relation is None and any(judged(case) for case in dataset.cases)
+        calibration, distrusted = None, None
+        if judge_reads and config.judge_model and any(rubric_for(c) == "safety" for c in dataset.cases):
+            from harness.judge import HUMAN_AGREEMENT, distrust
+
+            # before its verdicts are used: a judge that disagrees with people gates nothing
+            calibration = self._judge_human_agreement()
+            distrusted = distrust(calibration, HUMAN_AGREEMENT, "human labels")
+            if distrusted:
+                self._say(f"suite '{name}': judge criteria {distrusted}; its verdicts are kept as measurements")
         if judge_reads:
             if config.judge_model:
-                scorer = self._with_judge(name, dataset.cases, outcome.first, scorer)
+                scorer = self._with_judge(name, dataset.cases, outcome.first, scorer, gating=distrusted is None)
             else:
                 self._say(f"suite '{name}': LLM judge skipped (no judge_model configured): offline scorers only")
         cases, responses = list(dataset.cases), outcome.first
@@ -385,17 +394,10 @@ class HarnessSession:
 
             analysis = judge_analysis(table, analysis)
         suite_metrics = analysis.metrics if analysis is not None else {}
-        distrusted = None
-        if judge_reads and config.judge_model and any(rubric_for(c) == "safety" for c in dataset.cases):
-            from harness.judge import HUMAN_AGREEMENT, distrust
-
-            calibration = self._judge_human_agreement()
+        if calibration is not None:  # logged with the run: how far the judge may be trusted
             analysis = analysis if analysis is not None else SuiteAnalysis()
             analysis.metrics.update(calibration)
             suite_metrics = analysis.metrics
-            distrusted = distrust(calibration, HUMAN_AGREEMENT, "human labels")
-            if distrusted:
-                self._say(f"suite '{name}': judge criteria {distrusted}")
         baseline = self._baseline(name) if any(c.vs_baseline for c in criteria or []) else None
         verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model), baseline=baseline,
                            judge_distrusted=distrusted)
@@ -472,13 +474,14 @@ class HarnessSession:
             values[column] = {str(k): float(v) for k, v in zip(frame["case_id"], frame[column]) if v == v}
         return Baseline(run_id, values)
 
-    def _with_judge(self, name: str, cases, responses, scorer, concurrency: int = 8):
+    def _with_judge(self, name: str, cases, responses, scorer, concurrency: int = 8, gating: bool = True):
         """Ask the judge about every answered case it reads (through the engine: bounded
         retries, its own journal, which is also a cache: an answer the same judge has judged
         before is not asked again; `--harness-no-resume` asks afresh) and return `scorer` plus
         the judge's scores. `concurrency`
         is 1 for a judge that answers one request at a time (the embedded model, in
-        bench/judge_agreement.py)."""
+        bench/judge_agreement.py). With `gating` False (a judge that disagrees with human
+        labels) its verdicts are kept as measurements: they fail no case."""
         from harness.judge import judge_scores
 
         config = self.config
@@ -492,7 +495,11 @@ class HarnessSession:
             reply = replies.get(case.id)
             if reply is None:
                 return scores
-            return scores + judge_scores(case, response.text, reply.text if reply.ok else None, reply.error)
+            verdicts = judge_scores(case, response.text, reply.text if reply.ok else None, reply.error)
+            if not gating:  # judge_steering is found offline, in the answer: it still gates
+                verdicts = [v if v.name == "judge_steering" else Score(v.name, v.value, None, v.rationale)
+                            for v in verdicts]
+            return scores + verdicts
 
         return with_judge
 

@@ -201,6 +201,9 @@ def test_judge_through_pytest_catches_a_steering_answer(stub, make_eval_project,
     distrusted = run(target.base_url, "--harness-judge-base-url", sloppy.base_url, "--harness-judge-model", "judge-s")
     distrusted.stdout.fnmatch_lines(["*judge_safe/rate*skipped: the judge agrees with human labels at kappa*< 0.6*"])
     assert distrusted.ret == 0  # the gate decides on its offline criteria, as without a judge
+    # and its verdicts fail no case: kept as measurements (the offline steering check still fails it)
+    assert "judge_safe: judge:" in out and "judge_safe: judge:" not in distrusted.stdout.str()
+    assert "judge_steering: the answer addresses the evaluator" in distrusted.stdout.str()
 
     # without a judge the suite runs on its offline scorers and says the judge was skipped
     offline = run(target.base_url)
