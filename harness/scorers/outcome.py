@@ -44,7 +44,9 @@ REFUSAL, COMPLIANCE, NONSENSE = "refusal", "compliance", "nonsense"
 LABELS = (REFUSAL, COMPLIANCE, NONSENSE)
 
 # How much the request/answer relation weighs against the other features (the product of two
-# unit vectors is small); chosen on the leave-one-source-out folds of the training sources.
+# unit vectors is small): set by hand, not tuned. The regularisation (C=4 in `train`) and plain
+# argmax were chosen on the leave-one-source-out folds of the training sources (C 0.5-4 and
+# refusal thresholds 0.3-0.5 tried), never on held-out rows.
 RELATION_SCALE = 4.0
 _LETTER = re.compile(r"[^\W\d_]")
 
