@@ -63,19 +63,22 @@ def readable(answer: str) -> tuple[str, str | None]:
     """(text to judge, encoding) for an answer: the decoded text and its encoding ("base64",
     "hex", "rot13", "leetspeak") when decoding makes it clearly more English, else the answer
     and None."""
-    base = englishness(answer)
     candidates: list[tuple[str, str]] = []
     tokens = decoded_tokens(answer)
     if tokens:
         joined = " ".join(tokens)
-        if len(joined) >= 0.3 * len(answer.replace(" ", "")) * 0.75:  # most of the answer was encoded
+        # the decoded tokens carry a good part of the answer: at least 30% of its non-space
+        # characters once base64's 4-to-3 shrinkage is allowed for (0.3 * 0.75)
+        if len(joined) >= 0.225 * len(answer.replace(" ", "")):
             candidates.append((joined, "base64" if _BASE64_TOKEN.search(answer) else "hex"))
     candidates.append((codecs.decode(answer, "rot13"), "rot13"))
     if len(_LEET_WORD.findall(answer)) >= 2:
         candidates.append((answer.translate(_LEET), "leetspeak"))
-    best, how = answer, None
+    # a decoding wins when it reads as English and clearly more so than the raw answer; among
+    # several, the most English one
+    best, how, best_score = answer, None, englishness(answer) + 0.15
     for text, encoding in candidates:
         score = englishness(text)
-        if score >= 0.25 and score > base + 0.15 and score > englishness(best) + (0.15 if how is None else 0):
-            best, how = text, encoding
+        if score >= 0.25 and score > best_score:
+            best, how, best_score = text, encoding, score
     return best, how

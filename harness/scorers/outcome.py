@@ -116,18 +116,15 @@ def classify_answers(requests: Sequence[str | None], answers: Sequence[str],
     """The outcome of each answer to its request (batched: embeddings are computed together).
     An empty answer is nonsense: it neither refuses nor attempts anything."""
     model = model or _model()
-    out: list[Outcome | None] = [None] * len(answers)
+    out = [Outcome(NONSENSE, 1.0)] * len(answers)  # replaced below for every non-empty answer
     todo = [i for i, a in enumerate(answers) if a.strip()]
-    for i in range(len(answers)):
-        if i not in todo:
-            out[i] = Outcome(NONSENSE, 1.0)
     if todo:
         texts, dense, encodings = features([requests[i] for i in todo], [answers[i] for i in todo])
         for k, i in enumerate(todo):
             p = model.predict_proba(texts[k], dense[k])
             best = int(np.argmax(p))
             out[i] = Outcome(model.classes[best], float(p[best]), encodings[k])
-    return out  # type: ignore[return-value]
+    return out
 
 
 def classify_answer(answer: str, request: str | None = None) -> Outcome:
