@@ -4,10 +4,15 @@ Every case of a suite is asked once per sample by a fixed pool of workers, withi
 - a concurrency limit that adapts (AIMD): halved on each 429, grown by one after a window of
   successes, never above the configured maximum;
 - optional rate limits in requests and tokens per minute (token buckets);
-- bounded retries with jittered exponential backoff that honour Retry-After;
+- retries budgeted by time per case (jittered exponential backoff that honours Retry-After,
+  capped by the run's deadline): a flaky endpoint is retried until it answers, not a fixed
+  small number of times;
 - a per-request timeout (on the client) and an overall deadline;
-- a circuit breaker: after N consecutive failed cases the endpoint is taken as down and the
-  remaining cases end at once as errors instead of hammering it.
+- a circuit breaker that tells a dead endpoint from a flaky one: after N failed attempts in a
+  row with no success for a window of seconds, the endpoint is taken as down and the remaining
+  cases end at once as errors instead of hammering it. A flaky endpoint's successes keep it
+  closed. One breaker may be shared by the suites of a session, so a dead endpoint costs the
+  first suite its window and every later suite one attempt.
 Every case ends as a Response: an answer, or an explicit error with its reason and the number of
 attempts. Finished cases go to the journal as they complete; a rerun reuses stored answers and
 asks only for what is missing; replay asks nothing at all.
@@ -31,23 +36,60 @@ MAX_RETRY_AFTER_S = 120.0  # a Retry-After beyond this is taken as a misconfigur
 @dataclass(frozen=True)
 class EngineSettings:
     concurrency: int = 8
-    max_retries: int = 2
+    # a case's transient faults are retried for this many seconds from its first attempt (the
+    # run's deadline caps it); `max_retries`, when set, also caps the number of retries
+    retry_budget_s: float = 120.0
+    max_retries: int | None = None
     base_delay_s: float = 0.5
     max_delay_s: float = 20.0
     deadline_s: float | None = None  # for the whole suite
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     adaptive: bool = True
-    breaker_after: int = 10  # consecutive failed cases before the remaining are not attempted
+    breaker_after: int = 10  # failed attempts in a row (no success between) ...
+    breaker_window_s: float = 10.0  # ... and no success for this long: the endpoint is down
     samples: int = 1
 
     def backoff(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before attempt `attempt + 1` (attempts count from 1)."""
         if retry_after is not None:
-            # the server knows best; the run's deadline (checked by the caller) bounds the wait
+            # the server knows best; the case's budget and the run's deadline bound the wait
             return min(retry_after, MAX_RETRY_AFTER_S)
         # "full jitter": spreads the retries of many concurrent callers so they do not stampede
         return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+
+class Breaker:
+    """The endpoint's health as the engine sees it: open (down) once `after` attempts in a row
+    failed and nothing succeeded for `window_s` seconds. Bursts of faults from a flaky or
+    briefly overloaded endpoint do not open it; a refused connection on every attempt does,
+    within the window. Shared across runs, a new run begins closed but remembers: if its first
+    attempt fails too, it opens again at once."""
+
+    def __init__(self, after: int = 10, window_s: float = 10.0):
+        self.after = after
+        self.window_s = window_s
+        self.failures = 0
+        self.last_success = time.monotonic()
+        self.reason: str | None = None
+
+    def begin_run(self) -> None:
+        self.reason = None
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.last_success = time.monotonic()
+        self.reason = None
+
+    def failed(self, error: str) -> bool:
+        """Count one failed attempt; True when this one opened the breaker."""
+        self.failures += 1
+        quiet = time.monotonic() - self.last_success
+        if self.reason is None and self.failures >= self.after and quiet >= self.window_s:
+            self.reason = (f"not attempted: the endpoint failed {self.failures} attempts in a row and "
+                           f"answered nothing for {quiet:.0f}s (last: {error})")
+            return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -135,9 +177,12 @@ def _estimated_tokens(case: Case, max_tokens: int) -> float:
 
 
 class _Run:
-    def __init__(self, target: Target, settings: EngineSettings, seed: int):
+    def __init__(self, target: Target, settings: EngineSettings, seed: int, breaker: Breaker | None = None):
         self.target = target
         self.settings = settings
+        self.breaker = breaker if breaker is not None else Breaker(settings.breaker_after, settings.breaker_window_s)
+        self.breaker.begin_run()
+        self.breaker_opened = asyncio.Event()  # wakes the cases waiting to retry
         self.rng = random.Random(seed)
         self.limit = AdaptiveLimit(settings.concurrency, settings.adaptive)
         self.rpm = RateLimiter(settings.requests_per_minute) if settings.requests_per_minute else None
@@ -146,16 +191,14 @@ class _Run:
         self.started = time.monotonic()
         self.deadline = self.started + settings.deadline_s if settings.deadline_s else None
         self.calls = 0
-        self.consecutive_failures = 0
-        self.breaker_reason: str | None = None
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def refusal(self) -> str | None:
         """Why a case must not be attempted at all any more."""
-        if self.breaker_reason:
-            return self.breaker_reason
+        if self.breaker.reason:
+            return self.breaker.reason
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             return f"not attempted: the run's deadline of {self.settings.deadline_s:g}s passed"
@@ -185,16 +228,20 @@ class _Run:
                 async with asyncio.timeout(remaining):
                     response = await self.target.acomplete(case.messages)
                 await self.limit.succeeded()
+                self.breaker.succeeded()
                 return replace(response, attempts=attempt)
             except TargetError as exc:
                 last_error, retry_after = exc.reason, exc.retry_after
+                self._attempt_failed(exc.reason)
                 if exc.reason.startswith("HTTP 429"):
                     await self.limit.overloaded()
-                if not exc.retryable or attempt > self.settings.max_retries:
+                if not exc.retryable or (self.settings.max_retries is not None
+                                         and attempt > self.settings.max_retries):
                     return failed(f"{exc.reason} (after {attempt} attempt{'s' if attempt > 1 else ''})")
             except TimeoutError:
                 return failed(f"the run's deadline of {self.settings.deadline_s:g}s passed during attempt {attempt}")
             except Exception as exc:  # a bug or an unexpected client fault: recorded, never a pass
+                self._attempt_failed(f"unexpected {type(exc).__name__}")
                 return failed(f"unexpected {type(exc).__name__}: {exc}")
             finally:
                 await self.limit.release()
@@ -202,26 +249,32 @@ class _Run:
             remaining = self.remaining()
             if remaining is not None and delay >= remaining:
                 return failed(f"{last_error}; no time left before the deadline to retry")
-            await asyncio.sleep(delay)
+            budget_left = self.settings.retry_budget_s - (time.perf_counter() - began)
+            if delay >= budget_left:
+                return failed(f"{last_error} (after {attempt} attempt{'s' if attempt > 1 else ''} in "
+                              f"{time.perf_counter() - began:.0f}s: the retry budget of "
+                              f"{self.settings.retry_budget_s:g}s per case is spent)")
+            try:  # the wait ends early if the breaker opens meanwhile
+                await asyncio.wait_for(self.breaker_opened.wait(), timeout=delay)
+            except TimeoutError:
+                pass
 
-    def record(self, response: Response) -> None:
-        if response.ok:
-            self.consecutive_failures = 0
-        elif not response.error.startswith("not attempted"):
-            self.consecutive_failures += 1
-            if self.consecutive_failures >= self.settings.breaker_after and not self.breaker_reason:
-                self.breaker_reason = (f"not attempted: the endpoint failed {self.consecutive_failures} "
-                                       f"cases in a row (last: {response.error})")
+    def _attempt_failed(self, error: str) -> None:
+        if self.breaker.failed(error):
+            self.breaker_opened.set()
+        elif self.breaker.reason:  # opened by another run sharing the breaker
+            self.breaker_opened.set()
 
 
 async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings = EngineSettings(), *,
                journal: Journal | None = None, replay: bool = False, resume: bool = True,
                on_done: Callable[[Case, int, Response], None] | None = None, seed: int = 0,
-               complete_journal: bool = True) -> RunOutcome:
+               complete_journal: bool = True, breaker: Breaker | None = None) -> RunOutcome:
     """Ask every case `settings.samples` times. With `replay`, nothing is asked: stored answers
     are returned and missing ones become errors. `complete_journal=False` leaves the journal
     open to later calls of the same run (follow-up questions asked one at a time): a
-    completed journal is discarded by the next run."""
+    completed journal is discarded by the next run. `breaker`: shared with other runs against
+    the same endpoint (one is made for this run otherwise)."""
     identity = target.describe()
     stored = journal.load() if journal is not None else {}
     torn = journal.torn_lines if journal is not None else 0
@@ -232,7 +285,7 @@ async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings =
         if fresh:
             stored = {}
         journal.start(fresh=fresh)
-    run = _Run(target, settings, seed)
+    run = _Run(target, settings, seed, breaker)
     results: list[list[Response | None]] = [[None] * settings.samples for _ in cases]
     queue: asyncio.Queue = asyncio.Queue()
     reused = 0
@@ -256,7 +309,6 @@ async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings =
                 return
             case = cases[index]
             response = await run.ask(case)
-            run.record(response)
             results[index][sample] = response
             if journal is not None:
                 journal.append(key, case.id, sample, response)
@@ -273,7 +325,7 @@ async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings =
             journal.close()
     stats = RunStats(calls=run.calls, reused=reused, elapsed_s=time.monotonic() - run.started,
                      final_concurrency=run.limit.limit, torn_journal_lines=torn,
-                     breaker_opened=run.breaker_reason is not None)
+                     breaker_opened=run.breaker.reason is not None)
     return RunOutcome([list(r) for r in results], stats)  # type: ignore[arg-type]
 
 

@@ -4,6 +4,7 @@ project (dataset + criteria + suite) that pytester runs against the stub."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def make_eval_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
             monkeypatch.setenv("OPENAI_BASE_URL", base_url)
             monkeypatch.setenv("HARNESS_MODEL", "stub-model")
             monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-            monkeypatch.setenv("HARNESS_MAX_RETRIES", "1")
+            if "HARNESS_MAX_RETRIES" not in os.environ:  # a test of retries sets its own
+                monkeypatch.setenv("HARNESS_MAX_RETRIES", "1")
             # other installed plugins are not under test: skip loading them (hypothesis ~1 s)
             return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
                                                  "-p", "no:benchmark", "-rx", *args)
