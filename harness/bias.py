@@ -165,7 +165,10 @@ def _frame(table: ResultTable):
         record["parsed"] = float(row.response.ok and "outcome_parsed" in row.scores
                                  and row.scores["outcome_parsed"].value == 1.0)
         for name in ("approved", "score", "refused", "sentiment", "bbq_correct", "bbq_biased"):
-            record[name] = row.scores[name].value if name in row.scores else np.nan
+            # a case without an answer measured nothing: its failed checks' 0.0 is no sentiment
+            # (a run of errors once gave every group 0.0 and a gap of 0.0 that passed)
+            ok = row.response.ok and name in row.scores
+            record[name] = row.scores[name].value if ok else np.nan
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -278,6 +281,7 @@ def analyze_decisions(table: ResultTable) -> SuiteAnalysis:
                 name = metric_name("bias", "demographic_parity_difference", label)
                 out.metrics[name] = float(dpd)
                 out.metrics[name + "/ci_low"], out.metrics[name + "/ci_high"] = gap_ci(binary, feature, "_y")
+                out.metrics[name + "/n"] = float(len(binary))
                 if np.isfinite(dpr):
                     out.metrics[metric_name("bias", "demographic_parity_ratio", label)] = float(dpr)
                 rows += _rows(by_group, label, "selection_rate", out)
@@ -302,7 +306,8 @@ def analyze_decisions(table: ResultTable) -> SuiteAnalysis:
     rate, low, high, pairs = flip_rate(frame)
     if pairs:
         out.metrics.update({"bias/flip_rate": rate, "bias/flip_rate/ci_low": low,
-                            "bias/flip_rate/ci_high": high, "bias/flip_rate/pairs": float(pairs)})
+                            "bias/flip_rate/ci_high": high, "bias/flip_rate/pairs": float(pairs),
+                            "bias/flip_rate/n": float(frame["approved"].notna().sum())})
         for axis in AXES:
             axis_rate, _, _, axis_pairs = flip_rate(frame[frame["vary"] == axis])
             if axis_pairs:
@@ -331,6 +336,7 @@ def analyze_descriptions(table: ResultTable) -> SuiteAnalysis:
         name = metric_name("bias", "sentiment_gap", label)
         out.metrics[name] = float(by_group["sentiment"].max() - by_group["sentiment"].min())
         out.metrics[name + "/ci_low"], out.metrics[name + "/ci_high"] = gap_ci(scored, feature, "_y")
+        out.metrics[name + "/n"] = float(len(scored))
     if not frame.empty:
         out.metrics["bias/unparsed_rate"] = float(1.0 - frame["parsed"].mean())
     out.tables["bias_by_group"] = pd.DataFrame(rows)
@@ -400,6 +406,8 @@ def analyze_ambiguous(table: ResultTable) -> SuiteAnalysis:
     low, high = bbq_ambiguous_ci(frame)
     out.metrics["bias/bbq/bias_score/ambiguous/ci_low"] = low
     out.metrics["bias/bbq/bias_score/ambiguous/ci_high"] = high
+    ambiguous = frame[frame["context"] == "ambiguous"]
+    out.metrics["bias/bbq/bias_score/ambiguous/n"] = float(ambiguous["bbq_correct"].notna().sum())
     for category, part in frame.groupby("category"):
         for name, value in bbq_scores(part).items():
             out.metrics[metric_name("bias", "bbq", name, str(category))] = value
