@@ -18,6 +18,11 @@ from harness.results import AGGREGATES, ERROR, ResultTable
 # `aggregate = "value"`: the criterion reads a metric the suite computed over all its cases (the
 # bias suites' disparities, flip rate, BBQ bias score), not an aggregate of per-case scores.
 SUITE_VALUE = "value"
+# A suite-level value decides nothing unless it rests on at least this many answered cases: the
+# suite reports the count as `<metric>/n` (e.g. a sentiment gap over the descriptions that got an
+# answer). Missing or smaller: "could not decide", which fails. Ten is the fewest answers for
+# which the harness's gap and rate intervals are defined at all; a useful gap needs far more.
+MIN_SUITE_VALUE_CASES = 10
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
@@ -64,6 +69,9 @@ class CriterionResult:
     note: str = ""
     ci: tuple[float, float] | None = None  # 95% interval of `value` (rates: Wilson; means: bootstrap)
     n: int = 0  # cases behind the value
+    # the smallest regression of a rate this criterion's test sees at 95% confidence with 80%
+    # power from n cases (harness.stats.min_detectable_regression); None for other aggregates
+    mdr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,14 @@ class Verdict:
         return (not self.problems and not self.critical_failures
                 and all(r.passed for r in self.results))
 
+    def detectable_regression(self) -> tuple[float, str] | None:
+        """The largest minimum detectable regression over the criteria that gated a rate (the
+        error budget and screens aside): the smallest regression the suite's gate is sure to
+        see, with the criterion it belongs to."""
+        gated = [(r.mdr, r.criterion.label()) for r in self.results if r.mdr is not None
+                 and r.criterion.metric != ERROR and not r.criterion.metric.startswith("screen_")]
+        return max(gated) if gated else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "suite": self.suite,
@@ -86,7 +102,8 @@ class Verdict:
             "n_cases": self.n_cases,
             "criteria": [
                 {**asdict(r.criterion), "value": r.value, "passed": r.passed, "note": r.note,
-                 "ci_low": r.ci[0] if r.ci else None, "ci_high": r.ci[1] if r.ci else None, "n": r.n}
+                 "ci_low": r.ci[0] if r.ci else None, "ci_high": r.ci[1] if r.ci else None, "n": r.n,
+                 "mdr": r.mdr}
                 for r in self.results
             ],
             "critical_failures": list(self.critical_failures),
@@ -97,19 +114,24 @@ class Verdict:
         """A fixed-width table: metric, value, threshold, pass/fail."""
         lines = [f"promotion gate '{self.suite}': {'PASSED' if self.passed else 'FAILED'}"
                  f" ({self.n_cases} cases)"]
-        rows = [("criterion", "value [95% CI]", "threshold", "result")]
+        rows = [("criterion", "value [95% CI]", "threshold", "MDR", "result")]
         for r in self.results:
             value = "n/a" if r.value is None else f"{r.value:.4g}"
             if r.ci is not None and r.ci[0] == r.ci[0]:  # not NaN
                 value += f" [{r.ci[0]:.3g}, {r.ci[1]:.3g}]"
             on_bound = " (bound)" if r.criterion.gate_on == "bound" else ""
             rows.append((r.criterion.label(), value, r.criterion.bound_text() + on_bound,
+                         "" if r.mdr is None else f"{100 * r.mdr:.1f} pts",
                          ("pass" if r.passed else "FAIL") + (f" ({r.note})" if r.note else "")))
-        rows.append(("critical cases failed", str(len(self.critical_failures)), "== 0",
+        rows.append(("critical cases failed", str(len(self.critical_failures)), "== 0", "",
                      "pass" if not self.critical_failures else "FAIL"))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
-            lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+            lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        detectable = self.detectable_regression()
+        if detectable is not None:
+            lines.append(f"  smallest regression this gate detects (95% confidence, 80% power): "
+                         f"{100 * detectable[0]:.1f} points ({detectable[1]})")
         if self.critical_failures:
             lines.append("  critical cases failed: " + ", ".join(self.critical_failures))
         for problem in self.problems:
@@ -188,12 +210,22 @@ def load_criteria(path: str | Path) -> dict[str, list[Criterion]]:
 DEFAULT_ERROR_BUDGET = Criterion(ERROR, "rate", "<=", 0.0, "default error budget: every case answered")
 
 
+# The criteria of the answer screens (harness.scorers.screen): applied to every suite, and to
+# the answers of all suites pooled (evaluate_pooled).
+SCREEN_CRITERIA = "screen"
+
+
 def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
              suite_metrics: dict[str, float] | None = None, judge: bool = False,
-             baseline: Baseline | None = None, judge_distrusted: str | None = None) -> Verdict:
+             baseline: Baseline | None = None, judge_distrusted: str | None = None,
+             screens: list[Criterion] | None = None) -> Verdict:
     """The suite's verdict. `judge_distrusted`: why the configured judge's verdicts must not
     gate (its agreement with human labels or the offline checks is below harness.judge.MIN_KAPPA):
-    the criteria that read the judge are then skipped with that note, as without a judge."""
+    the criteria that read the judge are then skipped with that note, as without a judge.
+    `screens`: the screen criteria, applied as well; one whose screen no answer of this suite
+    got (every case's own checks cover it, or no case has a system prompt) does not apply, and
+    a suite's own criterion on a screen's metric replaces the screen criterion there (the
+    leakage suite provokes echoes of the system prompt: its bound is its own)."""
     problems = []
     if not criteria:
         problems.append(f"no promotion criteria declared for suite '{suite}'")
@@ -203,7 +235,11 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
     applied = list(criteria or [])
     if not any((c.metric, c.aggregate) == (ERROR, "rate") for c in applied):
         applied.insert(0, DEFAULT_ERROR_BUDGET)
-    for criterion in applied:
+    screens = own_screens(criteria, screens)
+    screened = [c for c in screens if table.values(c.metric)]
+    skipped = [CriterionResult(c, None, True, "does not apply: no answer of this suite got this screen")
+               for c in screens if not table.values(c.metric)]
+    for criterion in applied + screened:
         if criterion.only_with_judge and not judge:
             results.append(CriterionResult(criterion, None, True, "skipped: no judge configured"))
             continue
@@ -220,6 +256,10 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
             values: list[float] = []
             low, high = ((suite_metrics or {}).get(f"{criterion.metric}/ci_{side}") for side in ("low", "high"))
             ci = (low, high) if low is not None and high is not None else None
+            undecided = _too_few_cases(criterion.metric, suite_metrics or {}) if value is not None else None
+            if undecided:
+                results.append(CriterionResult(criterion, float(value), False, undecided, ci))
+                continue
         else:
             value = table.aggregate(criterion.metric, criterion.aggregate)
             missing = "no case produced this metric"
@@ -232,7 +272,48 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
             continue
         results.append(_judge_criterion(criterion, float(value), values, ci))
     critical = tuple(row.case.id for row in table.critical_failures())
-    return Verdict(suite, tuple(results), critical, tuple(problems), len(table))
+    return Verdict(suite, tuple(results + skipped), critical, tuple(problems), len(table))
+
+
+POOLED = "all suites"
+
+
+def own_screens(criteria: list[Criterion] | None, screens: list[Criterion] | None) -> list[Criterion]:
+    """The screen criteria that apply to a suite: those whose metric its own criteria do not gate."""
+    own = {c.metric for c in criteria or []}
+    return [c for c in screens or [] if c.metric not in own]
+
+
+def evaluate_pooled(suites: list[tuple[ResultTable, list[Criterion] | None]],
+                    screens: list[Criterion]) -> Verdict | None:
+    """The screen criteria over the answers of every suite together (a suite's table with its own
+    criteria): a property of every answer is judged on all of them, with the interval (and the
+    power) of the pooled count. A suite whose own criteria gate a screen's metric keeps it."""
+    if not screens or not suites:
+        return None
+    results = []
+    n_cases = sum(len(table) for table, _ in suites)
+    for criterion in screens:
+        pooled = ResultTable([row for table, own in suites if criterion in own_screens(own, [criterion])
+                              for row in table.rows])
+        values = pooled.values(criterion.metric)
+        if not values:  # screened nowhere: that cannot decide
+            results.append(CriterionResult(criterion, None, False, "no answer of any suite got this screen"))
+            continue
+        results.append(_judge_criterion(criterion, float(pooled.aggregate(criterion.metric, criterion.aggregate)),
+                                        values))
+    return Verdict(POOLED, tuple(results), (), (), n_cases)
+
+
+def _too_few_cases(metric: str, suite_metrics: dict[str, float]) -> str | None:
+    """Why a suite-level value cannot decide (its case count is missing or too small), or None."""
+    n = suite_metrics.get(f"{metric}/n")
+    if n is None or n != n:
+        return "the suite did not say how many cases this value rests on: cannot decide (fails closed)"
+    if n < MIN_SUITE_VALUE_CASES:
+        return (f"computed over {int(n)} answered case{'s' if n != 1 else ''}: at least "
+                f"{MIN_SUITE_VALUE_CASES} needed to decide (fails closed)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -270,7 +351,9 @@ def _vs_baseline(criterion: Criterion, table: ResultTable, baseline: Baseline | 
         why.append(f"drop {abs(outcome['diff']):.3g} >= {criterion.delta:g}")
     note = f"vs {baseline.run_id[:8]} on {len(ids)} cases, p={outcome['p_value']:.3g}" + (
         ": " + "; ".join(why) if why else "")
-    return CriterionResult(criterion, diff, bool(outcome["passed"]), note, ci, len(ids))
+    # paired: the share of cases that must flip for McNemar to see it (no rate enters)
+    mdr = stats.min_detectable_regression(0.0, len(ids), paired=True) if criterion.aggregate == "rate" else None
+    return CriterionResult(criterion, diff, bool(outcome["passed"]), note, ci, len(ids), mdr)
 
 
 def _judge_criterion(criterion: Criterion, value: float, values: list[float],
@@ -292,5 +375,8 @@ def _judge_criterion(criterion: Criterion, value: float, values: list[float],
         needed = stats.min_cases_for(criterion.threshold)
         if len(values) < needed:
             note = "; ".join(n for n in (note, f"only {len(values)} cases: +-5 points at 95% needs {needed}") if n)
+    mdr = None
+    if criterion.aggregate == "rate" and values:
+        mdr = stats.min_detectable_regression(value, len(values), higher_is_better=criterion.op in (">=", ">"))
     return CriterionResult(criterion, value, bool(OPS[criterion.op](compared, criterion.threshold)), note, ci,
-                           len(values))
+                           len(values), mdr)

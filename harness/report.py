@@ -22,9 +22,10 @@ def _cell(text: str, limit: int = 90) -> str:
 
 
 def markdown_report(runs: Sequence[Any], *, promotion: tuple[bool, str] | None = None,
-                    experiment: str = "", max_failed: int = 15) -> str:
-    """`runs`: the plugin's SuiteRuns (name, table, verdict, run_id, subset_of)."""
-    passed = all(r.verdict.passed for r in runs) and bool(runs)
+                    experiment: str = "", max_failed: int = 15, pooled: Any = None) -> str:
+    """`runs`: the plugin's SuiteRuns (name, table, verdict, run_id, subset_of); `pooled`: the
+    screens' verdict over all suites' answers (harness.gates.evaluate_pooled), if any."""
+    passed = all(r.verdict.passed for r in runs) and bool(runs) and (pooled is None or pooled.passed)
     out = [f"## Promotion gates: {'PASSED' if passed else 'FAILED'}", ""]
     out += ["| suite | cases | verdict | MLflow run |", "|---|---|---|---|"]
     for r in runs:
@@ -35,14 +36,12 @@ def markdown_report(runs: Sequence[Any], *, promotion: tuple[bool, str] | None =
         out += ["", f"Experiment `{experiment}`."]
     if promotion is not None:
         out += ["", f"**{'Promoted' if promotion[0] else 'Not promoted'}**: {_cell(promotion[1], 300)}"]
+    if pooled is not None:
+        out += ["", "### Screens over every suite's answers", ""] + _criteria_rows(pooled)
     for r in runs:
-        out += ["", f"### `{r.name}`", "", "| criterion | value [95% CI] | threshold | result |", "|---|---|---|---|"]
-        for c in r.verdict.results:
-            note = f" ({_cell(c.note, 120)})" if c.note else ""
-            out.append(f"| `{c.criterion.label()}` | {_value(c)} | {c.criterion.bound_text()} "
-                       f"| {'pass' if c.passed else '**FAIL**'}{note} |")
+        out += ["", f"### `{r.name}`", ""] + _criteria_rows(r.verdict)
         critical = r.verdict.critical_failures
-        out.append(f"| critical cases failed | {len(critical)} | == 0 | {'pass' if not critical else '**FAIL**'} |")
+        out.append(f"| critical cases failed | {len(critical)} | == 0 | | {'pass' if not critical else '**FAIL**'} |")
         for problem in r.verdict.problems:
             out.append(f"\n> cannot decide: {problem}")
         failed = [row for row in r.table.rows if not row.passed]
@@ -57,3 +56,15 @@ def markdown_report(runs: Sequence[Any], *, promotion: tuple[bool, str] | None =
                 out.append(f"| … | {len(failed) - max_failed} more in the MLflow table | |")
             out += ["", "</details>"]
     return "\n".join(out) + "\n"
+
+
+def _criteria_rows(verdict: Any) -> list[str]:
+    """A verdict's criteria as table rows: value with its interval, threshold, the smallest
+    regression the criterion sees (MDR), result."""
+    rows = ["| criterion | value [95% CI] | threshold | MDR | result |", "|---|---|---|---|---|"]
+    for c in verdict.results:
+        note = f" ({_cell(c.note, 120)})" if c.note else ""
+        mdr = "" if c.mdr is None else f"{100 * c.mdr:.1f} pts"
+        rows.append(f"| `{c.criterion.label()}` | {_value(c)} | {c.criterion.bound_text()} | {mdr} "
+                    f"| {'pass' if c.passed else '**FAIL**'}{note} |")
+    return rows

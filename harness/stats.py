@@ -318,3 +318,46 @@ def regression(a_values: Sequence[float], b_values: Sequence[float], *, pass_fai
     return {"diff": diff, "ci_low": low, "ci_high": high, "p_value": float(p_value),
             "significant_regression": significant, "drop_too_large": too_large,
             "passed": not (significant or too_large)}
+
+
+POWER = 0.80  # the chance the gate must have to see a regression of the size it reports
+
+
+def min_detectable_regression(rate: float, n: int, *, higher_is_better: bool = True, paired: bool = False,
+                              alpha: float = 0.05, power: float = POWER) -> float:
+    """The smallest drop of a rate (in its bad direction) that a test at level `alpha` sees with
+    probability `power`, from a suite of `n` cases now at `rate`. Exact binomial, no normal
+    approximation (safety rates sit near 0 and 1, where it fails).
+
+    Unpaired (no baseline run): the one-sided exact binomial test of "the rate is still `rate`";
+    the count at or below which it rejects is found, then the true rate at which that count is
+    reached with probability `power`. Paired (against a baseline run on the same cases): the
+    gate's McNemar test (harness.gates, two-sided exact) on cases that flipped from pass to
+    fail, assuming a deterministic model whose unchanged cases do not flip (temperature 0):
+    the share of cases that must flip so that enough of them do with probability `power` (the
+    rate does not enter). Returns 1.0 when no drop at all can be seen with `n` cases (n = 0
+    included)."""
+    from scipy.optimize import brentq
+
+    _check_confidence(1 - alpha)
+    if n <= 0:
+        return 1.0
+    p = rate if higher_is_better else 1.0 - rate
+    if paired:
+        flips = next((b for b in range(1, n + 1) if stats.binomtest(b, b, 0.5).pvalue < alpha), None)
+        if flips is None:
+            return 1.0
+        # P(Binomial(n, d) >= flips) = power
+        chance = lambda d: float(stats.binom.sf(flips - 1, n, d)) - power  # noqa: E731
+        return float(brentq(chance, 1e-9, 1.0)) if chance(1.0) > 0 else 1.0
+    critical = int(stats.binom.ppf(alpha, n, p))  # P(X <= critical) >= alpha: step below it
+    while critical >= 0 and stats.binom.cdf(critical, n, p) > alpha:
+        critical -= 1
+    if critical < 0:
+        return 1.0
+    # the true rate q at which P(X <= critical | q) = power
+    reached = lambda q: float(stats.binom.cdf(critical, n, q)) - power  # noqa: E731
+    if reached(p) >= 0:  # cannot happen for alpha < power; kept for safety
+        return 0.0
+    q = float(brentq(reached, 0.0, p)) if reached(0.0) > 0 else 0.0
+    return p - q

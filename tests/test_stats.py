@@ -7,6 +7,8 @@ import math
 
 import numpy
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from scipy import stats as sps
 
 from harness import stats
@@ -280,3 +282,45 @@ def test_percentile_interval_contains_the_percentile_and_count_scales_wilson():
     w_low, w_high = rate_ci(8, 10)
     assert metric_ci(flags, "count") == pytest.approx((w_low * 10, w_high * 10))
     assert metric_ci(values, "max") is None
+
+
+# --- minimum detectable regression ----------------------------------------------------------------
+
+def test_mdr_of_a_perfect_rate_by_hand():
+    # at 1.0 the test rejects at the first failure; 80% power needs q**n = 0.2
+    from harness.stats import min_detectable_regression
+
+    assert min_detectable_regression(1.0, 72) == pytest.approx(1 - 0.2 ** (1 / 72), abs=1e-6)
+
+
+@pytest.mark.parametrize("rate, n", [(0.34, 150), (0.8, 100), (0.98, 55), (0.5, 30)])
+def test_mdr_is_the_drop_the_exact_test_sees_with_80_percent_power(rate, n):
+    from scipy import stats as st
+
+    from harness.stats import min_detectable_regression
+
+    drop = min_detectable_regression(rate, n)
+    critical = max(k for k in range(n + 1) if st.binom.cdf(k, n, rate) <= 0.05)
+    assert st.binom.cdf(critical, n, rate - drop) == pytest.approx(0.8, abs=1e-6)  # power at the MDR
+    assert st.binom.cdf(critical, n, rate - drop / 2) < 0.8  # a smaller drop is seen less often
+
+
+@settings(max_examples=30, deadline=None)
+@given(rate=hst.floats(0.05, 0.95), n=hst.integers(20, 400))
+def test_mdr_shrinks_with_more_cases_and_mirrors_for_lower_is_better(rate, n):
+    from harness.stats import min_detectable_regression
+
+    assert min_detectable_regression(rate, 4 * n) < min_detectable_regression(rate, n)
+    assert min_detectable_regression(rate, n, higher_is_better=False) == pytest.approx(
+        min_detectable_regression(1 - rate, n))
+
+
+def test_paired_mdr_by_hand_and_no_cases():
+    from scipy import stats as st
+
+    from harness.stats import min_detectable_regression
+
+    d = min_detectable_regression(0.0, 100, paired=True)
+    # two-sided exact McNemar at 0.05 needs 6 one-way flips (2 * 0.5**6 < 0.05 <= 2 * 0.5**5)
+    assert st.binom.sf(5, 100, d) == pytest.approx(0.8, abs=1e-6)
+    assert min_detectable_regression(0.9, 0) == 1.0
