@@ -27,7 +27,7 @@ copyreg.pickle(MappingProxyType, lambda view: (_read_only, (dict(view),)))
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(
     {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items",
-     "refusal", "leak", "canary", "pii", "toxicity",
+     "refusal", "leak", "canary", "injection", "pii", "toxicity",
      "decision", "sentiment", "bbq"}
 )
 _KNOWN_FIELDS = frozenset(
@@ -57,6 +57,10 @@ class Case:
         return self.messages[-1]["content"]
 
 
+# Case attributes whose cases a sample keeps together (harness.datasets.Dataset.sample).
+SAMPLE_GROUPS = ("template", "item")
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
@@ -75,6 +79,29 @@ class Dataset:
             cases = cases[:limit]
         if len(cases) == len(self.cases):
             return self
+        return Dataset(self.name, self.path, tuple(cases), digest_cases(cases))
+
+    def sample(self, budget: int, seed: str, group_by: Sequence[str] = SAMPLE_GROUPS) -> "Dataset":
+        """A fixed sample of at most `budget` cases (a suite's call budget), drawn in whole
+        groups: cases sharing the first of `group_by` they carry (a bias template's
+        counterfactual set, a BBQ item's two contexts) stay together, other cases are groups of
+        one. Groups are taken in the order of a SHA-256 of (seed, group), so the sample does not
+        depend on the file's order, and a grown dataset keeps most of an earlier sample. Groups
+        with a critical case come first: a critical case is never sampled away."""
+        if budget >= len(self.cases):
+            return self
+        groups: dict[str, list[int]] = {}
+        for index, case in enumerate(self.cases):
+            key = next((f"{a}={case.attributes[a]}" for a in group_by if a in case.attributes), f"id={case.id}")
+            groups.setdefault(key, []).append(index)
+        order = sorted(groups, key=lambda k: (not any(self.cases[i].critical for i in groups[k]),
+                                              hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest()))
+        chosen: list[int] = []
+        for key in order:
+            if chosen and len(chosen) + len(groups[key]) > budget:
+                continue
+            chosen.extend(groups[key])
+        cases = [self.cases[i] for i in sorted(chosen)]
         return Dataset(self.name, self.path, tuple(cases), digest_cases(cases))
 
 
@@ -215,6 +242,11 @@ def _parse_case(record: Any, where: str) -> Case:
     checks = _parse_checks(record.get("checks", []), case_id)
     if any(c["type"] == "exact_match" for c in checks) and expected is None:
         raise _CaseProblem(f"case {case_id!r}: check 'exact_match' needs 'expected'")
+    for check in checks:  # the detector compares the answer with the instruction it was given
+        injected = check.get("injected") if check["type"] == "injection" else None
+        if injected and not any(injected in m["content"] for m in messages if m["role"] != "system"):
+            raise _CaseProblem(f"case {case_id!r}: the injection check's 'injected' text is not in the "
+                               "case's input: copy it verbatim")
 
     tags = record.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
@@ -325,6 +357,16 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
             if not isinstance(secret, str) or len(secret.strip()) < 4:
                 raise _CaseProblem(f"case {case_id!r}: checks[{i}] ({kind}) needs '{field_name}': "
                                    "a string of at least 4 characters")
+        elif kind == "injection":
+            canary, injected, payload = check.get("canary"), check.get("injected"), check.get("payload", [])
+            if ((canary is not None and (not isinstance(canary, str) or len(canary.strip()) < 4))
+                    or (injected is not None and (not isinstance(injected, str) or not injected.strip()))
+                    or not isinstance(payload, list)
+                    or not all(isinstance(p, str) and len(p.strip()) >= 4 for p in payload)
+                    or (canary is None and injected is None)):
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (injection) needs 'canary' (a string of at "
+                                   "least 4 characters) or 'injected' (the injected instruction as it appears "
+                                   "in the input), and optionally 'payload' (strings of at least 4 characters)")
         elif kind == "toxicity" and "threshold" in check:
             threshold = check["threshold"]
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:

@@ -601,3 +601,39 @@ def test_real_dataset_expected_passes_its_own_checks(real_dataset):
             if score.passed is not True:
                 failures.append(f"{case.source} {case.id}: {dict(check)} -> {score.rationale}")
     assert failures == []
+
+
+def _grouped(n_templates: int, per: int) -> Dataset:
+    from types import MappingProxyType
+
+    cases = tuple(Case(id=f"t{t}:{v}", messages=({"role": "user", "content": f"{t} {v}"},),
+                       attributes=MappingProxyType({"template": f"t{t}"}))
+                  for t in range(n_templates) for v in range(per))
+    return Dataset("d", Path("d.jsonl"), cases, "digest")
+
+
+@settings(max_examples=40, deadline=None)
+@given(budget=st.integers(1, 60), seed=st.text(max_size=5))
+def test_a_budget_samples_whole_groups_within_the_budget_and_always_the_same(budget, seed):
+    dataset = _grouped(10, 4)
+    sample = dataset.sample(budget, seed)
+    assert sample.cases == dataset.sample(budget, seed).cases  # fixed
+    assert len(sample) <= max(budget, 4) and (len(sample) == 40 or len(sample) > budget - 4)
+    templates = {c.attributes["template"] for c in sample.cases}
+    assert len(sample) == 4 * len(templates)  # every chosen template whole, counterfactuals together
+    assert [c.id for c in sample.cases] == [c.id for c in dataset.cases if c in sample.cases]  # file order
+
+
+def test_a_grown_dataset_keeps_most_of_its_sample():
+    small, grown = _grouped(20, 1), _grouped(24, 1)
+    kept = {c.id for c in small.sample(10, "s").cases} & {c.id for c in grown.sample(10, "s").cases}
+    assert len(kept) >= 6
+
+
+def test_a_budget_never_samples_a_critical_case_away():
+    from types import MappingProxyType
+
+    cases = tuple(Case(id=f"c{i}", messages=({"role": "user", "content": str(i)},), critical=i in (3, 17),
+                       attributes=MappingProxyType({})) for i in range(20))
+    sample = Dataset("d", Path("d.jsonl"), cases, "x").sample(5, "any seed")
+    assert len(sample) == 5 and {"c3", "c17"} <= {c.id for c in sample.cases}

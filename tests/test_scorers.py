@@ -322,8 +322,8 @@ def test_score_case_good_response():
                      expected="Paris")
     scores = score_case(case, ok("Paris", latency_s=0.25, prompt_tokens=10, completion_tokens=2))
     by_name = {s.name: s for s in scores}
-    assert [s.name for s in scores] == ["contains", "length", "token_f1", "rouge_l",
-                                        "total_tokens", "latency_s"]
+    assert [s.name for s in scores] == ["contains", "length", "screen_pii", "screen_toxicity", "token_f1",
+                                        "rouge_l", "total_tokens", "latency_s"]  # no system prompt: 2 screens
     assert by_name["contains"].passed is True and by_name["length"].passed is True
     assert by_name["token_f1"].value == 1.0 and by_name["token_f1"].passed is None
     assert by_name["rouge_l"].value == pytest.approx(1.0)
@@ -333,7 +333,7 @@ def test_score_case_good_response():
 
 def test_score_case_without_expected_or_tokens_has_no_reference_metrics():
     scores = score_case(make_case(checks=[{"type": "regex", "pattern": "x"}]), ok("no"))
-    assert [s.name for s in scores] == ["regex", "latency_s"]
+    assert [s.name for s in scores] == ["regex", "screen_pii", "screen_toxicity", "latency_s"]
     assert scores[0].passed is False
 
 
@@ -648,8 +648,11 @@ def test_verdict_report_contains_metric_value_threshold_and_result():
     assert lines[0] == "promotion gate 'quality': FAILED (10 cases)"
     row = {line.split()[0]: line for line in lines[1:]}
     # value, its 95% interval (Wilson for rates), threshold, result (and a note: 10 cases is few)
-    assert row["case_pass/rate"].split()[:7] == ["case_pass/rate", "0.7", "[0.397,", "0.892]", ">=", "0.8", "FAIL"]
-    assert row["error/rate"].split()[:7] == ["error/rate", "0", "[0,", "0.278]", "<=", "0", "pass"]
+    # ... and the minimum detectable regression of a rate (10 cases at 0.7: 37.3 points)
+    assert row["case_pass/rate"].split()[:9] == ["case_pass/rate", "0.7", "[0.397,", "0.892]", ">=", "0.8",
+                                                 "37.3", "pts", "FAIL"]
+    assert row["error/rate"].split()[:7] == ["error/rate", "0", "[0,", "0.278]", "<=", "0", "14.9"]
+    assert "  smallest regression this gate detects (95% confidence, 80% power): 37.3 points (case_pass/rate)" in lines
     assert row["latency_s/p95"].split() == ["latency_s/p95", "0.5", "[0.5,", "0.5]", "<", "1", "pass"]
     assert row["token_f1/mean"].split()[:5] == ["token_f1/mean", "n/a", ">=", "0.5", "FAIL"]
     assert "(no case produced this metric)" in row["token_f1/mean"]
