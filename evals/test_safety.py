@@ -10,9 +10,13 @@ from harness.plugin import EvalSuite
 # cuts the safety suites' time on the embedded model by more than half (BENCHMARKS.md, "The
 # embedded model"). A long answer is cut, never dropped: its first 64 tokens are scored.
 MAX_TOKENS = 64
+# Call budgets of the default run (a fixed sample; --harness-full asks every case), where a
+# sample still sees a 10-point regression (the MDR column of the README's default scores).
+BUDGETS = {"safety_harmful": 130, "safety_toxicity": 90}
 
 
-@pytest.mark.eval_suite("safety_harmful", dataset="datasets/safety/harmful.jsonl", max_tokens=MAX_TOKENS)
+@pytest.mark.eval_suite("safety_harmful", dataset="datasets/safety/harmful.jsonl", max_tokens=MAX_TOKENS,
+                        budget=BUDGETS["safety_harmful"])
 class TestHarmfulRequests(EvalSuite):
     pass
 
@@ -37,6 +41,7 @@ class TestPersonalData(EvalSuite):
     pass
 
 
-@pytest.mark.eval_suite("safety_toxicity", dataset="datasets/safety/toxicity.jsonl", max_tokens=MAX_TOKENS)
+@pytest.mark.eval_suite("safety_toxicity", dataset="datasets/safety/toxicity.jsonl", max_tokens=MAX_TOKENS,
+                        budget=BUDGETS["safety_toxicity"])
 class TestToxicity(EvalSuite):
     pass

@@ -93,7 +93,13 @@ class HarnessConfig:
                            doc="none | input | output | both: evaluate the target behind the runtime "
                                "guardrails of harness.guards (README, Runtime guardrails)")
     request_timeout: float = _setting(60.0, float, "HARNESS_REQUEST_TIMEOUT", "--harness-request-timeout")
-    max_retries: int = _setting(2, int, "HARNESS_MAX_RETRIES", "--harness-max-retries")
+    retry_budget_s: float = _setting(120.0, float, "HARNESS_RETRY_BUDGET", "--harness-retry-budget",
+                                     doc="seconds per case within which 429/5xx/timeouts/dropped connections "
+                                         "are retried (jittered exponential backoff honouring Retry-After, "
+                                         "capped by the deadline)")
+    max_retries: int | None = _setting(None, _opt_int, "HARNESS_MAX_RETRIES", "--harness-max-retries",
+                                       doc="also cap the retries per case at this count (default: only the "
+                                           "time budget)")
     concurrency: int | None = _setting(None, _opt_int, "HARNESS_CONCURRENCY", "--harness-concurrency",
                                        doc="requests in flight per suite (default: 1 for the embedded "
                                            "server, which answers one request at a time; 8 otherwise)")
@@ -110,7 +116,11 @@ class HarnessConfig:
     adaptive_concurrency: bool = _setting(True, to_bool, "HARNESS_ADAPTIVE_CONCURRENCY",
                                           doc="halve concurrency on HTTP 429, regrow on success (AIMD)")
     breaker_after: int = _setting(10, int, "HARNESS_BREAKER_AFTER",
-                                  doc="consecutive failed cases after which the rest are not attempted")
+                                  doc="failed attempts in a row after which, with no answer for "
+                                      "breaker_window_s, the endpoint is taken as down")
+    breaker_window_s: float = _setting(10.0, float, "HARNESS_BREAKER_WINDOW",
+                                       doc="seconds without any answer before the breaker may open: a "
+                                           "flaky endpoint's answers keep it closed")
     # --- optional LLM judge (any OpenAI-compatible endpoint) ----------------------------------
     judge_base_url: str | None = _setting(None, _opt_str, "HARNESS_JUDGE_BASE_URL", "--harness-judge-base-url",
                                           doc="OpenAI-compatible endpoint of the judge model; with "
@@ -154,6 +164,9 @@ class HarnessConfig:
                                         doc="seconds between progress lines while a suite is queried, when "
                                             "the output is not a terminal (a terminal gets a live bar)")
     # --- selection, criteria, tracking --------------------------------------------------------
+    full: bool = _setting(False, to_bool, "HARNESS_FULL", "--harness-full",
+                          doc="run every case of every dataset, past the suites' call budgets (the "
+                              "`budget` of their eval_suite marker)")
     limit: int | None = _setting(None, _opt_int, "HARNESS_LIMIT", "--harness-limit",
                                  doc="only the first N selected cases of each dataset")
     tags: tuple[str, ...] = _setting((), _to_tags, "HARNESS_TAGS", "--harness-tags",

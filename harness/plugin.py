@@ -28,7 +28,7 @@ import pytest
 
 from harness.config import ConfigError, HarnessConfig, load_config, settings, to_bool
 from harness.datasets import Case, Dataset, load
-from harness.gates import Verdict, evaluate, load_criteria
+from harness.gates import SCREEN_CRITERIA, Verdict, evaluate, evaluate_pooled, load_criteria
 from harness.journal import Journal
 from harness.judge import judged, rubric_for
 from harness.results import CaseResult, ResultTable, SuiteAnalysis, repeat_scores
@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}(name, dataset, scorer=None, loader=None, analysis=None, max_tokens=None, "
-                   "relation=None): "
+                   "relation=None, budget=None): "
                    "an evaluation suite over a dataset file")
     config.addinivalue_line("markers", "local_model: needs the real embedded local model")
     # MLflow records runs in a background thread, where tracking's own warnings filter cannot
@@ -134,7 +134,8 @@ class SuiteRun:
     logging: Any = None  # the pending MLflow run (a Future of its id), until finish_logging
     local_record: Path | None = None
     duration_s: float = 0.0
-    subset_of: int | None = None  # size of the full dataset when a subset ran
+    subset_of: int | None = None  # size of the suite's default set when a subset of it ran
+    sampled_from: int | None = None  # size of the whole dataset when the suite's budget sampled it
     by_id: dict[str, CaseResult] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -160,16 +161,30 @@ class EvalSuite:
         eval_suite.check()
 
 
+def verdict_power(verdict: Verdict) -> dict[str, float]:
+    """The minimum detectable regression of each rate criterion, and the suite's (the largest),
+    as MLflow metrics: `mdr/<criterion>` and `mdr`."""
+    from harness.results import metric_name
+
+    out = {metric_name("mdr", r.criterion.label().replace(" ", "_")): r.mdr
+           for r in verdict.results if r.mdr is not None}
+    detectable = verdict.detectable_regression()
+    if detectable is not None:
+        out["mdr"] = detectable[0]
+    return out
+
+
 def target_engine_settings(config: HarnessConfig, samples: int = 1):
     """The engine settings for asking the target under evaluation: the configured concurrency,
     retries, deadline, rate limits and breaker (the judge, another endpoint, has its own)."""
     from harness import engine
 
     return engine.EngineSettings(
-        concurrency=config.effective_concurrency(), max_retries=config.max_retries,
-        deadline_s=config.deadline_s, requests_per_minute=config.requests_per_minute,
-        tokens_per_minute=config.tokens_per_minute, adaptive=config.adaptive_concurrency,
-        breaker_after=config.breaker_after, samples=samples)
+        concurrency=config.effective_concurrency(), retry_budget_s=config.retry_budget_s,
+        max_retries=config.max_retries, deadline_s=config.deadline_s,
+        requests_per_minute=config.requests_per_minute, tokens_per_minute=config.tokens_per_minute,
+        adaptive=config.adaptive_concurrency, breaker_after=config.breaker_after,
+        breaker_window_s=config.breaker_window_s, samples=samples)
 
 
 # --- session state ---------------------------------------------------------------------------------
@@ -185,6 +200,7 @@ class HarnessSession:
         self._server = None
         self._guards = None
         self._judge_calibration: dict[str, float] | None = None
+        self._breakers: dict[str, Any] = {}  # endpoint -> harness.engine.Breaker
         self._reporter = None
         self.order: list[str] = []
         self._logger = None  # harness.tracking.SuiteLogger, started with the first suite's run
@@ -196,14 +212,29 @@ class HarnessSession:
             use_score_cache(self._score_cache)
         self.promotion: tuple[bool, str] | None = None  # (promoted, what to tell the user)
 
-    def dataset(self, path: str, loader: Callable[[Path], Dataset] | None = None) -> tuple[Dataset, int]:
-        """The selected cases of a dataset, and the size of the full dataset. `loader` reads
-        files that are not plain case JSONL (the bias suites' templates)."""
+    def breaker(self, endpoint: str = "target"):
+        """The circuit breaker of an endpoint ("target": the one under evaluation, or "judge"),
+        shared by every run of the session against it: a dead endpoint costs the first suite
+        the breaker's window, each later one an attempt."""
+        if endpoint not in self._breakers:
+            from harness.engine import Breaker
+
+            self._breakers[endpoint] = Breaker(self.config.breaker_after, self.config.breaker_window_s)
+        return self._breakers[endpoint]
+
+    def dataset(self, path: str, loader: Callable[[Path], Dataset] | None = None, budget: int | None = None,
+                seed: str = "") -> tuple[Dataset, int, int | None]:
+        """The selected cases of a dataset; the size of the suite's default set (its budgeted
+        sample, or the whole dataset with --harness-full), which a tag or limit selection is a
+        subset of; and the whole dataset's size when the default set is a sample. `loader`
+        reads files that are not plain case JSONL (the bias suites' templates)."""
         full_path = self.config.path(path).resolve()
         if full_path not in self._datasets:
             self._datasets[full_path] = (loader or load)(full_path)
-        full = self._datasets[full_path]
-        return full.select(self.config.tags, self.config.limit), len(full)
+        whole = self._datasets[full_path]
+        default = whole if budget is None or self.config.full else whole.sample(budget, seed)
+        sampled_from = len(whole) if len(default) != len(whole) else None
+        return default.select(self.config.tags, self.config.limit), len(default), sampled_from
 
     def criteria(self) -> dict[str, list]:
         if self._criteria is None:
@@ -327,7 +358,7 @@ class HarnessSession:
         from harness import engine, tracking
 
         config, name = self.config, spec.name
-        dataset, full_size = self.dataset(spec.dataset, spec.loader)
+        dataset, full_size, sampled_from = self.dataset(spec.dataset, spec.loader, spec.budget, spec.name)
         criteria = self.criteria().get(name)
         target = self._target(spec.max_tokens)
         info = target.describe()
@@ -348,7 +379,7 @@ class HarnessSession:
         try:
             outcome = engine.run(dataset.cases, target, target_engine_settings(config, samples=config.samples),
                                  journal=journal, replay=config.replay, resume=config.resume,
-                                 on_done=progress.update)
+                                 on_done=progress.update, breaker=self.breaker())
         finally:
             progress.close()
         self.check_server()
@@ -400,10 +431,10 @@ class HarnessSession:
             suite_metrics = analysis.metrics
         baseline = self._baseline(name) if any(c.vs_baseline for c in criteria or []) else None
         verdict = evaluate(name, table, criteria, suite_metrics, judge=bool(config.judge_model), baseline=baseline,
-                           judge_distrusted=distrusted)
+                           judge_distrusted=distrusted, screens=self.criteria().get(SCREEN_CRITERIA))
         duration = time.perf_counter() - started
         run = SuiteRun(name, dataset, table, verdict, duration_s=duration,
-                       subset_of=full_size if len(dataset) != full_size else None,
+                       subset_of=full_size if len(dataset) != full_size else None, sampled_from=sampled_from,
                        by_id={row.case.id: row for row in table.rows})
         settings_to_log = {k: v for k, v in config.public_params().items()
                            if k != "tracking_uri"}  # a URI may carry credentials
@@ -412,7 +443,10 @@ class HarnessSession:
                    "engine/calls": stats.calls, "engine/reused": stats.reused,
                    "engine/elapsed_s": stats.elapsed_s,
                    "engine/final_concurrency": stats.final_concurrency,
-                   "engine/breaker_opened": float(stats.breaker_opened)}
+                   "engine/breaker_opened": float(stats.breaker_opened),
+                   **verdict_power(verdict)}
+        if sampled_from is not None:  # a budgeted sample: how large the whole dataset is
+            metrics["dataset/sampled_from"] = float(sampled_from)
         if followups is not None:
             metrics.update({"engine/followup_calls": followups.calls, "engine/followup_reused": followups.reused})
         run.local_record = tracking.write_local_record(
@@ -431,6 +465,12 @@ class HarnessSession:
         self._say(f"suite '{name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
                   f"gate {'PASSED' if verdict.passed else 'FAILED'} ({duration:.1f}s)")
         return run
+
+    def pooled_screens(self) -> Verdict | None:
+        """The screen criteria over every answer of every suite that ran (None without any)."""
+        criteria = self.criteria()
+        return evaluate_pooled([(run.table, criteria.get(run.name)) for run in self.runs()],
+                               criteria.get(SCREEN_CRITERIA) or [])
 
     def _baseline(self, suite: str):
         """The baseline run of this suite, read back from MLflow (None when none is configured;
@@ -524,8 +564,10 @@ class HarnessSession:
         journal = (Journal.for_suite(config.path(config.journal_dir), f"{name}.judge", target.describe())
                    if config.journal_dir else None)
         outcome = engine.run(judge_cases, target, engine.EngineSettings(
-            concurrency=concurrency, max_retries=config.max_retries, deadline_s=config.deadline_s,
-            breaker_after=config.breaker_after), journal=journal, replay=config.replay, resume=config.resume,
+            concurrency=concurrency, retry_budget_s=config.retry_budget_s, max_retries=config.max_retries,
+            deadline_s=config.deadline_s, breaker_after=config.breaker_after,
+            breaker_window_s=config.breaker_window_s), breaker=self.breaker("judge"), journal=journal,
+            replay=config.replay, resume=config.resume,
             complete_journal=False)  # never completed, so never discarded: a verdict cache across runs
         if outcome.stats.reused:
             self._say(f"suite '{name}': {outcome.stats.reused} verdicts reused from the judge's journal "
@@ -613,7 +655,7 @@ class _FollowUps:
         config = self._config
         outcome = engine.run(cases, self._session._target(self._spec.max_tokens), target_engine_settings(config),
                              journal=self._journal, replay=config.replay, resume=self._resume,
-                             complete_journal=False)
+                             complete_journal=False, breaker=self._session.breaker())
         self._resume = True
         self._session.check_server()
         self.calls += outcome.stats.calls
@@ -663,6 +705,7 @@ class SuiteSpec:
     analysis: Callable[[ResultTable], Any] | None = None
     max_tokens: int | None = None
     relation: Callable[..., tuple[list[Case], list[Response], Callable]] | None = None
+    budget: int | None = None  # cases asked by default (a fixed sample); --harness-full asks all
 
 
 def _suite_marker(node: Any) -> SuiteSpec:
@@ -674,11 +717,16 @@ def _suite_marker(node: Any) -> SuiteSpec:
     dataset = marker.args[1] if len(marker.args) > 1 else marker.kwargs.get("dataset")
     if not name or not dataset:
         raise pytest.UsageError(f"{node.nodeid}: {MARKER} needs a name and a dataset")
-    unknown = set(marker.kwargs) - {"name", "dataset", "scorer", "loader", "analysis", "max_tokens", "relation"}
+    unknown = set(marker.kwargs) - {"name", "dataset", "scorer", "loader", "analysis", "max_tokens", "relation",
+                                    "budget"}
     if unknown:
         raise pytest.UsageError(f"{node.nodeid}: {MARKER} got unknown arguments {sorted(unknown)}")
+    budget = marker.kwargs.get("budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise pytest.UsageError(f"{node.nodeid}: {MARKER} budget must be a positive number of cases")
     return SuiteSpec(name, dataset, marker.kwargs.get("scorer"), marker.kwargs.get("loader"),
-                     marker.kwargs.get("analysis"), marker.kwargs.get("max_tokens"), marker.kwargs.get("relation"))
+                     marker.kwargs.get("analysis"), marker.kwargs.get("max_tokens"), marker.kwargs.get("relation"),
+                     budget)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -686,7 +734,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     spec = _suite_marker(metafunc.definition)
     state: HarnessSession = metafunc.config.stash[_STATE]
-    dataset, _ = state.dataset(spec.dataset, spec.loader)  # DatasetError -> a collection error naming file:line
+    # DatasetError -> a collection error naming file:line
+    dataset, _, _ = state.dataset(spec.dataset, spec.loader, spec.budget, spec.name)
     metafunc.parametrize("eval_case", [c.id for c in dataset.cases],
                          ids=[c.id for c in dataset.cases], indirect=True)
 
@@ -747,6 +796,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     state.finish_logging()
+    pooled = state.pooled_screens() if state.runs() else None
+    if pooled is not None and not pooled.passed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # every suite passed, their answers together did not
+        exitstatus = pytest.ExitCode.TESTS_FAILED
     if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and state.harness_errors():
         session.exitstatus = HARNESS_ERROR
         exitstatus = HARNESS_ERROR
@@ -760,6 +813,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not runs:
         reasons.append("no eval suite ran")
     reasons += [f"suite '{r.name}' failed its gate" for r in runs if not r.verdict.passed]
+    if pooled is not None and not pooled.passed:
+        reasons.append("the answers of all suites together failed the screen criteria")
     reasons += [f"suite '{r.name}' ran a subset ({len(r.dataset)} of {r.subset_of} cases)"
                 for r in runs if r.subset_of is not None]
     reasons += [f"suite '{r.name}' was not recorded in MLflow" for r in runs if not r.run_id]
@@ -804,6 +859,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                 mark = "CRITICAL " if row.case.critical else ""
                 tr.write_line(f"  {mark}{row.case.id}: {'; '.join(row.failures())} | answer: {answer!r}")
         tr.write_line(run.verdict.report(), red=not run.verdict.passed, green=run.verdict.passed)
+        if run.sampled_from is not None:
+            tr.write_line(f"  note: the suite's call budget sampled {run.subset_of or len(run.dataset)} of its "
+                          f"{run.sampled_from} cases; --harness-full runs them all")
         if run.subset_of is not None:
             tr.write_line(f"  note: a subset ran ({len(run.dataset)} of {run.subset_of} cases): "
                           "criteria are calibrated for the full dataset", yellow=True)
@@ -812,6 +870,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if run.tracking_error:
             tr.write_line(f"  NOT RECORDED IN MLFLOW: {run.tracking_error}", red=True)
             tr.write_line(f"  results kept in {run.local_record}", red=True)
+    pooled = state.pooled_screens()
+    if pooled is not None:
+        tr.write_line("screens over the answers of every suite together (harness.scorers.screen):")
+        tr.write_line(pooled.report(), red=not pooled.passed, green=pooled.passed)
     if state.promotion is not None:
         promoted, message = state.promotion
         tr.write_line(message, green=promoted, red=not promoted)
@@ -821,7 +883,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         path = state.config.path(state.config.report)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(markdown_report(state.runs(), promotion=state.promotion,
-                                        experiment=state.config.experiment), encoding="utf-8")
+                                        experiment=state.config.experiment, pooled=pooled), encoding="utf-8")
         tr.write_line(f"Markdown report: {path}")
     uri = state.config.effective_tracking_uri()
     if uri.startswith("sqlite:"):

@@ -190,7 +190,7 @@ def test_judge_through_pytest_catches_a_steering_answer(stub, make_eval_project,
     result = run(target.base_url, "--harness-judge-base-url", judge.base_url, "--harness-judge-model", "judge-m")
     assert result.ret == 1
     out = result.stdout.str()
-    assert re.search(r"judge_safe/rate\s+0\.5 \[[^\]]+\]\s+>= 1\s+FAIL", out), out[-3000:]
+    assert re.search(r"judge_safe/rate\s+0\.5 \[[^\]]+\]\s+>= 1\s+[\d.]+ pts\s+FAIL", out), out[-3000:]
     assert "judge_steering: the answer addresses the evaluator" in out
     # the two answers, and the calibration answers once per session
     n_calibration = len(calibration_cases())
@@ -412,7 +412,7 @@ def test_quality_judge_through_pytest_scores_explains_and_agrees(stub, make_eval
     out = result.stdout.str()
     assert result.ret == 0, out[-3000:]
     assert "asking the judge (judge-m) about 4 answers" in out
-    assert re.search(r"judge_correct/rate\s+0\.5 \[[^\]]+\]\s+>= 0\.5\s+pass", out), out[-3000:]
+    assert re.search(r"judge_correct/rate\s+0\.5 \[[^\]]+\]\s+>= 0\.5\s+[\d.]+ pts\s+pass", out), out[-3000:]
     assert "judge_steering: the answer addresses the evaluator" in out
     assert len(judge.requests) == 4 and all('"correctness"' in r["messages"][0]["content"] for r in judge.requests)
 

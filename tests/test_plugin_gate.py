@@ -116,7 +116,7 @@ def test_markdown_report_for_ci(stub, eval_project, pytester):
     report = (pytester.path / "out" / "report.md").read_text()
     assert report.startswith("## Promotion gates: FAILED")
     assert "| `mini` | 5 | ❌ failed |" in report
-    assert "| `case_pass/rate` | 0.2 [0.0362, 0.624] | >= 0.8 | **FAIL** (only 5 cases" in report
+    assert "| `case_pass/rate` | 0.2 [0.0362, 0.624] | >= 0.8 | 100.0 pts | **FAIL** (only 5 cases" in report
     assert "4 failed case(s)" in report and "| `add` | regex: no match" in report
 
 
@@ -145,3 +145,27 @@ def test_repeats_give_pass_at_k_pass_all_k_and_consistency(stub, eval_project, p
     assert record["metrics"]["pass_at_k/mean"] == 1.0 and record["metrics"]["pass_all_k/mean"] == 0.8
     # the table's row is the first answer (wrong), so case_pass is 4/5: just at the 0.8 criterion
     assert record["metrics"]["case_pass/rate"] == 0.8 and result.ret == 0
+
+
+def test_a_suite_budget_asks_a_fixed_sample_and_full_asks_everything(stub, make_eval_project, pytester):
+    cases = [{"id": f"q{i}", "input": f"Say ok number {i}.", "checks": [{"type": "contains", "value": "ok"}]}
+             for i in range(30)]
+    run = make_eval_project("budgeted", cases, "[[budgeted]]\nmetric = \"contains\"\naggregate = \"rate\"\n"
+                                               "op = \">=\"\nthreshold = 1.0\n")
+    pytester.makepyfile(test_budgeted_suite="""
+import pytest
+pytestmark = pytest.mark.eval_suite("budgeted", dataset="datasets/budgeted.jsonl", budget=10)
+def test_case(eval_case):
+    eval_case.check()
+def test_gate(eval_suite):
+    eval_suite.check()
+""")
+    server = stub(lambda messages: "ok")
+    sampled = run(server.base_url)
+    assert sampled.ret == 0
+    sampled.assert_outcomes(passed=11)  # 10 cases and the gate
+    assert "the suite's call budget sampled 10 of its 30 cases; --harness-full runs them all" in sampled.stdout.str()
+    assert len(server.requests) == 10
+    full = run(server.base_url, "--harness-full")
+    full.assert_outcomes(passed=31)
+    assert len(server.requests) == 10 + 30

@@ -26,15 +26,23 @@ def test_refusal_datasets(name, minimum, expected):
         assert [dict(c) for c in case.checks] == [{"type": "refusal", "expected": expected}], case.id
 
 
-def test_prompt_injection_dataset_carries_its_canaries():
+def test_prompt_injection_dataset_names_each_injection_and_its_visible_effects():
     dataset = load(SAFETY / "prompt_injection.jsonl")
-    assert len(dataset) >= 40
+    assert len(dataset) >= 120
     assert len({c.attributes["style"] for c in dataset.cases}) >= 5
     for case in dataset.cases:
-        canary = case.attributes["canary"]
-        assert [dict(c) for c in case.checks] == [{"type": "canary", "value": canary}]
-        text = "\n".join(m["content"] for m in case.messages)
-        assert find_secret(text, canary) is not None, case.id  # plain or encoded, it is there
+        (check,) = [dict(c) for c in case.checks]
+        assert check["type"] == "injection", case.id
+        user = "\n".join(m["content"] for m in case.messages if m["role"] != "system")
+        injected = check["injected"]
+        assert injected in user, case.id  # verbatim: the detector compares the answer with it
+        if "canary" in check:
+            assert check["canary"] == case.attributes["canary"]
+            assert find_secret(injected, check["canary"]) is not None, case.id  # plain or encoded
+        for payload in check.get("payload", []):
+            # the effect is asked for by the injection only, so seeing it means it was obeyed
+            assert payload in injected and payload not in user.replace(injected, ""), case.id
+        assert "canary" in check or "payload" in check or any(m["role"] == "system" for m in case.messages)
 
 
 def test_leakage_dataset_hides_secrets_in_the_system_prompt_only():
