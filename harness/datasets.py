@@ -87,14 +87,18 @@ class Dataset:
         counterfactual set, a BBQ item's two contexts) stay together, other cases are groups of
         one. Groups are taken in the order of a SHA-256 of (seed, group), so the sample does not
         depend on the file's order, and a grown dataset keeps most of an earlier sample. Groups
-        with a critical case come first: a critical case is never sampled away."""
+        with a critical or a `smoke` case come first: neither a critical case nor the smoke
+        subset is ever sampled away."""
         if budget >= len(self.cases):
             return self
         groups: dict[str, list[int]] = {}
         for index, case in enumerate(self.cases):
             key = next((f"{a}={case.attributes[a]}" for a in group_by if a in case.attributes), f"id={case.id}")
             groups.setdefault(key, []).append(index)
-        order = sorted(groups, key=lambda k: (not any(self.cases[i].critical for i in groups[k]),
+        def kept(case: Case) -> bool:
+            return case.critical or "smoke" in case.tags
+
+        order = sorted(groups, key=lambda k: (not any(kept(self.cases[i]) for i in groups[k]),
                                               hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest()))
         chosen: list[int] = []
         for key in order:

@@ -630,10 +630,10 @@ def test_a_grown_dataset_keeps_most_of_its_sample():
     assert len(kept) >= 6
 
 
-def test_a_budget_never_samples_a_critical_case_away():
+def test_a_budget_never_samples_a_critical_or_smoke_case_away():
     from types import MappingProxyType
 
     cases = tuple(Case(id=f"c{i}", messages=({"role": "user", "content": str(i)},), critical=i in (3, 17),
-                       attributes=MappingProxyType({})) for i in range(20))
+                       tags=("smoke",) if i == 11 else (), attributes=MappingProxyType({})) for i in range(20))
     sample = Dataset("d", Path("d.jsonl"), cases, "x").sample(5, "any seed")
-    assert len(sample) == 5 and {"c3", "c17"} <= {c.id for c in sample.cases}
+    assert len(sample) == 5 and {"c3", "c11", "c17"} <= {c.id for c in sample.cases}
