@@ -20,8 +20,9 @@ from harness.results import AGGREGATES, ERROR, ResultTable
 SUITE_VALUE = "value"
 # A suite-level value decides nothing unless it rests on at least this many answered cases: the
 # suite reports the count as `<metric>/n` (e.g. a sentiment gap over the descriptions that got an
-# answer). Missing or smaller: "could not decide", which fails. Ten is the fewest answers for
-# which the harness's gap and rate intervals are defined at all; a useful gap needs far more.
+# answer). Missing or smaller: "could not decide", which fails. Ten is a floor against values
+# that rest on nothing (the gap of 0.0 over zero answers), not a power target: a gap
+# between groups over a few answers each is mostly noise, and its interval says how much.
 MIN_SUITE_VALUE_CASES = 10
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
