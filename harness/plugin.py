@@ -211,6 +211,7 @@ class HarnessSession:
             self._score_cache = ScoreCache(config.path(config.score_cache))
             use_score_cache(self._score_cache)
         self.promotion: tuple[bool, str] | None = None  # (promoted, what to tell the user)
+        self.pooled: Verdict | None = None  # the screens over every suite's answers, at session end
 
     def breaker(self, endpoint: str = "target"):
         """The circuit breaker of an endpoint ("target": the one under evaluation, or "judge"),
@@ -796,7 +797,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     state.finish_logging()
-    pooled = state.pooled_screens() if state.runs() else None
+    pooled = state.pooled = state.pooled_screens() if state.runs() else None
     if pooled is not None and not pooled.passed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # every suite passed, their answers together did not
         exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -870,7 +871,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if run.tracking_error:
             tr.write_line(f"  NOT RECORDED IN MLFLOW: {run.tracking_error}", red=True)
             tr.write_line(f"  results kept in {run.local_record}", red=True)
-    pooled = state.pooled_screens()
+    pooled = state.pooled  # judged once, in pytest_sessionfinish, which runs first
     if pooled is not None:
         tr.write_line("screens over the answers of every suite together (harness.scorers.screen):")
         tr.write_line(pooled.report(), red=not pooled.passed, green=pooled.passed)
