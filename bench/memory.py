@@ -25,7 +25,7 @@ from harness.gates import Criterion, evaluate
 from harness.journal import Journal
 from harness.results import ResultTable
 from harness.scorers import score_case
-from harness.targets.base import Response
+from harness.core import Response
 
 
 class InstantTarget:
@@ -34,8 +34,8 @@ class InstantTarget:
     def describe(self):
         return {"target": "instant", "model": "instant", "max_tokens": 16}
 
-    async def acomplete(self, messages):
-        a = int(messages[-1]["content"].split()[2])
+    async def acomplete(self, request):
+        a = int(request.messages[-1]["content"].split()[2])
         return Response(text=f"The answer is {2 * a}.", latency_s=0.0, prompt_tokens=8, completion_tokens=5)
 
     async def aclose(self):

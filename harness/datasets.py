@@ -6,23 +6,15 @@ file are collected before raising, so a curator fixes a dataset in one pass.
 
 from __future__ import annotations
 
-import copyreg
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
-# Cases hold their mappings read-only (MappingProxyType), which pickle cannot take by itself: a
-# case travels to another process (the MLflow logging worker, a Spark task) as the same
-# read-only view of a copy.
-def _read_only(mapping: dict) -> Mapping:
-    return MappingProxyType(mapping)
-
-
-copyreg.pickle(MappingProxyType, lambda view: (_read_only, (dict(view),)))
+from harness.core import Case
 
 ROLES = frozenset({"system", "user", "assistant"})
 CHECK_TYPES = frozenset(
@@ -33,28 +25,6 @@ CHECK_TYPES = frozenset(
 _KNOWN_FIELDS = frozenset(
     {"id", "input", "messages", "system", "expected", "checks", "tags", "attributes", "critical"}
 )
-
-
-@dataclass(frozen=True)
-class Case:
-    """One prompt of a dataset and what a good answer looks like."""
-
-    id: str
-    messages: tuple[Mapping[str, str], ...]
-    expected: str | None = None
-    checks: tuple[Mapping[str, Any], ...] = ()
-    tags: tuple[str, ...] = ()
-    attributes: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    critical: bool = False
-    source: str = ""  # "file:line", so every later report can point back at the dataset
-
-    @property
-    def prompt(self) -> str:
-        """The last user message: what a human reading a report wants to see."""
-        for message in reversed(self.messages):
-            if message["role"] == "user":
-                return message["content"]
-        return self.messages[-1]["content"]
 
 
 # Case attributes whose cases a sample keeps together (harness.datasets.Dataset.sample).

@@ -26,9 +26,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from harness.datasets import Case
+from harness.core import Case, Generation, Request
 from harness.journal import Journal, request_key
-from harness.targets.base import Response, Target, TargetError
+from harness.core import Response
+from harness.targets.base import Target, TargetError
 
 MAX_RETRY_AFTER_S = 120.0  # a Retry-After beyond this is taken as a misconfigured server
 
@@ -171,14 +172,22 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+def identity(target: Target, generation: Generation = Generation()) -> dict:
+    """What a run asks: the target as it describes itself, with the run's own generation
+    settings in place of the target's. It keys the run's journal and is logged with its run."""
+    return {**target.describe(), **generation.overrides()}
+
+
 def _estimated_tokens(case: Case, max_tokens: int) -> float:
     # ~4 characters per token for English; the completion budget counts in full
     return sum(len(m["content"]) for m in case.messages) / 4 + max_tokens
 
 
 class _Run:
-    def __init__(self, target: Target, settings: EngineSettings, seed: int, breaker: Breaker | None = None):
+    def __init__(self, target: Target, settings: EngineSettings, seed: int, breaker: Breaker | None = None,
+                 generation: Generation = Generation()):
         self.target = target
+        self.generation = generation
         self.settings = settings
         self.breaker = breaker if breaker is not None else Breaker(settings.breaker_after, settings.breaker_window_s)
         self.breaker.begin_run()
@@ -187,7 +196,7 @@ class _Run:
         self.limit = AdaptiveLimit(settings.concurrency, settings.adaptive)
         self.rpm = RateLimiter(settings.requests_per_minute) if settings.requests_per_minute else None
         self.tpm = RateLimiter(settings.tokens_per_minute) if settings.tokens_per_minute else None
-        self.max_tokens = int(target.describe().get("max_tokens") or 256)
+        self.max_tokens = int(generation.max_tokens or target.describe().get("max_tokens") or 256)
         self.started = time.monotonic()
         self.deadline = self.started + settings.deadline_s if settings.deadline_s else None
         self.calls = 0
@@ -226,7 +235,7 @@ class _Run:
                 self.calls += 1
                 remaining = self.remaining()
                 async with asyncio.timeout(remaining):
-                    response = await self.target.acomplete(case.messages)
+                    response = await self.target.acomplete(Request.of(case, self.generation))
                 await self.limit.succeeded()
                 self.breaker.succeeded()
                 return replace(response, attempts=attempt)
@@ -269,13 +278,14 @@ class _Run:
 async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings = EngineSettings(), *,
                journal: Journal | None = None, replay: bool = False, resume: bool = True,
                on_done: Callable[[Case, int, Response], None] | None = None, seed: int = 0,
-               complete_journal: bool = True, breaker: Breaker | None = None) -> RunOutcome:
-    """Ask every case `settings.samples` times. With `replay`, nothing is asked: stored answers
+               complete_journal: bool = True, breaker: Breaker | None = None,
+               generation: Generation = Generation()) -> RunOutcome:
+    """Ask every case `settings.samples` times, with `generation`'s settings. With `replay`, nothing is asked: stored answers
     are returned and missing ones become errors. `complete_journal=False` leaves the journal
     open to later calls of the same run (follow-up questions asked one at a time): a
     completed journal is discarded by the next run. `breaker`: shared with other runs against
     the same endpoint (one is made for this run otherwise)."""
-    identity = target.describe()
+    asked = identity(target, generation)
     stored = journal.load() if journal is not None else {}
     torn = journal.torn_lines if journal is not None else 0
     if journal is not None and not replay:
@@ -285,13 +295,13 @@ async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings =
         if fresh:
             stored = {}
         journal.start(fresh=fresh)
-    run = _Run(target, settings, seed, breaker)
+    run = _Run(target, settings, seed, breaker, generation)
     results: list[list[Response | None]] = [[None] * settings.samples for _ in cases]
     queue: asyncio.Queue = asyncio.Queue()
     reused = 0
     for index, case in enumerate(cases):
         for sample in range(settings.samples):
-            key = request_key(identity, case.messages, sample)
+            key = request_key(asked, case.messages, sample)
             if key in stored:
                 results[index][sample] = stored[key]
                 reused += 1

@@ -29,7 +29,8 @@ from harness.scorers.pii import find_pii
 from harness.scorers.safety import find_secret
 from harness.scorers.textclf import LinearTextModel, train_linear
 from harness.scorers.toxicity import toxicity_probability
-from harness.targets.base import Response, Target
+from harness.core import Request, Response
+from harness.targets.base import Target
 
 DATA = Path(__file__).with_name("scorers") / "data"
 TRAINING_DATA = (DATA / "request_guard_train.jsonl", DATA / "request_guard_train_v2.jsonl")
@@ -213,9 +214,10 @@ class GuardedTarget:
         names = [n for n, g in (("input", self.input_guard), ("output", self.output_guard)) if g]
         return {**self.target.describe(), "guards": "+".join(names) or "none"}
 
-    async def acomplete(self, messages: Sequence[Mapping[str, str]]) -> Response:
+    async def acomplete(self, request: Request) -> Response:
         started = time.perf_counter()
-        system_prompt = getattr(self.target, "system_prompt", None)
+        messages: Sequence[Mapping[str, str]] = request.messages
+        system_prompt = self.target.describe().get("system_prompt")
         if system_prompt and not any(m["role"] == "system" for m in messages):
             # the target adds its configured system prompt; the guards must see it too
             messages = [{"role": "system", "content": system_prompt}, *messages]
@@ -225,7 +227,7 @@ class GuardedTarget:
                 return Response(text=verdict.text, latency_s=time.perf_counter() - started,
                                 finish_reason=f"guard: {verdict.reason}")
             messages = list(verdict.messages)
-        response = await self.target.acomplete(messages)
+        response = await self.target.acomplete(replace(request, messages=tuple(messages)))
         if self.output_guard is None:
             return response
         verdict = self.output_guard.check(messages, response.text)

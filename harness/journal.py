@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.paths import slug
-from harness.targets.base import Response
+from harness.core import Response
 
 _RESPONSE_FIELDS = {f.name for f in fields(Response)}
 

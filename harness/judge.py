@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.datasets import Case
+from harness.core import Case
 from harness.results import answered_and_passed
-from harness.scorers.base import Score
+from harness.core import Score
 from harness.scorers.quality import QUALITY_CHECKS as QUALITY_SCORERS
 
 if TYPE_CHECKING:

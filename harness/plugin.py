@@ -33,8 +33,8 @@ from harness.journal import Journal
 from harness.judge import judged, rubric_for
 from harness.results import CaseResult, ResultTable, SuiteAnalysis, repeat_scores
 from harness.scorers import score_case
-from harness.scorers.base import Score
-from harness.targets.base import Response
+from harness.core import Score
+from harness.core import Response
 
 _STATE = pytest.StashKey["HarnessSession"]()
 MARKER = "eval_suite"
@@ -560,8 +560,6 @@ class HarnessSession:
         target = build_target(judge_config, connect=not config.replay,
                               structured=schema_identity() if config.judge_json_schema else None)
         judge_cases = [judge_case(c, answer, json_schema=config.judge_json_schema) for c, answer in asked]
-        if config.judge_json_schema:
-            target.use_response_formats(judge_cases)
         journal = (Journal.for_suite(config.path(config.journal_dir), f"{name}.judge", target.describe())
                    if config.journal_dir else None)
         outcome = engine.run(judge_cases, target, engine.EngineSettings(

@@ -9,8 +9,8 @@ import time
 from typing import TYPE_CHECKING, Callable, TextIO
 
 if TYPE_CHECKING:
-    from harness.datasets import Case
-    from harness.targets.base import Response
+    from harness.core import Case
+    from harness.core import Response
 
 
 class SuiteProgress:

@@ -9,36 +9,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy
 
-from harness.datasets import Case
-from harness.scorers.base import Score
-from harness.targets.base import Response
+from harness.core import Case, CaseResult, Response, Score, answered_and_passed
 
 # Synthetic per-case metrics every table has, whatever the scorers.
 CASE_PASS = "case_pass"  # 1 when the case has an answer and every check passed
 ERROR = "error"  # 1 when the endpoint gave no usable answer
-
-
-def answered_and_passed(response: Response, scores: Iterable[Score]) -> bool:
-    """A case's pass: the endpoint answered and no check failed (measurements, passed None,
-    never fail a case)."""
-    return response.ok and all(s.passed is not False for s in scores)
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    case: Case
-    response: Response
-    scores: dict[str, Score]
-
-    @property
-    def passed(self) -> bool:
-        return answered_and_passed(self.response, self.scores.values())
-
-    def failures(self) -> list[str]:
-        """Human-readable reasons, one per failed check (or the error)."""
-        if not self.response.ok:
-            return [f"error after {self.response.attempts} attempt(s): {self.response.error}"]
-        return [f"{s.name}: {s.rationale}" for s in self.scores.values() if s.passed is False]
 
 
 def _merge(scores: Iterable[Score]) -> dict[str, Score]:
@@ -52,7 +27,7 @@ def _merge(scores: Iterable[Score]) -> dict[str, Score]:
             passed = None if prev.passed is None and s.passed is None else (
                 prev.passed is not False and s.passed is not False)
             rationale = "; ".join(r for r in (prev.rationale, s.rationale) if r)
-            merged[s.name] = Score(s.name, min(prev.value, s.value), passed, rationale)
+            merged[s.name] = Score(s.name, min(prev.value, s.value), passed, rationale, s.source)
     return merged
 
 

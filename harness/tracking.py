@@ -15,7 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness import __version__
+from harness.mlflow_env import quiet_mlflow_environment
+from harness.version import __version__
 from harness.datasets import Dataset
 from harness.gates import Verdict
 from harness.paths import slug
@@ -28,18 +29,6 @@ _MAX_PARAM_LEN = 500  # MLflow rejects longer param values on some stores
 
 class TrackingError(RuntimeError):
     """MLflow could not record the run."""
-
-
-def quiet_mlflow_environment() -> None:
-    """Telemetry writes outside the project and the model-catalogue fetch stalls offline. An
-    unreachable tracking server must fail in seconds, not after MLflow's default of 7 retries
-    with exponential backoff (minutes): the gate reports it and exits non-zero."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # noise in CI logs
 
 
 @lru_cache(maxsize=8)
@@ -358,18 +347,6 @@ def resolve_model_version(ref: str, tracking_uri: str) -> tuple[str, str]:
         return name, str(client.get_model_version(name, match["version"]).version)
     except Exception as exc:
         raise TrackingError(f"registry at {tracking_uri}: cannot find {ref}: {type(exc).__name__}: {exc}") from None
-
-
-def load_pyfunc(model_uri: str, tracking_uri: str):
-    """A registered model (models:/name@alias, models:/name/version) as an MLflow pyfunc."""
-    quiet_mlflow_environment()
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mlflow.pyfunc.load_model(model_uri)
 
 
 def promote_model_version(name: str, version: str, *, alias: str, run_ids: Mapping[str, str],

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping, Sequence
 
+from harness.core import Request
+
 
 @dataclass
 class Fault:
@@ -64,7 +66,7 @@ def ask_once(target: Any, messages: Sequence[Mapping[str, str]]) -> Any:
 
     async def ask():
         try:
-            return await target.acomplete(list(messages))
+            return await target.acomplete(Request(tuple(messages)))
         finally:
             await target.aclose()
 

@@ -21,7 +21,7 @@ from harness.datasets import DatasetError
 from harness.results import ResultTable
 from harness.scorers import score_case
 from harness.scorers.bias import parse_choice, parse_decision, parse_score, sentiment
-from harness.targets.base import Response
+from harness.core import Response
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness import engine
 from harness.config import load_config
-from harness.datasets import Case
+from harness.core import Case
 from harness.engine import EngineSettings
 from harness.journal import Journal
 from harness.targets import build_target

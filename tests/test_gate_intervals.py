@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.datasets import Case
+from harness.core import Case
 from harness.gates import Criterion, CriteriaError, evaluate, load_criteria
 from harness.results import ResultTable
-from harness.scorers.base import Score
-from harness.targets.base import Response
+from harness.core import Score
+from harness.core import Response
 
 
 def _table(passes: int, n: int) -> ResultTable:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.datasets import Case
+from harness.core import Case
 from harness.judge import (
     calibration_cases,
     distrust,
@@ -543,7 +543,7 @@ def _judge_session(tmp_path, judge_url, json_schema):
 
 def _judged(tmp_path, judge_url, json_schema, cases_answers):
     from harness.scorers import score_case
-    from harness.targets.base import Response
+    from harness.core import Response
 
     cases = [case for case, _ in cases_answers]
     responses = [Response(text=answer, latency_s=0.0) for _, answer in cases_answers]
@@ -592,12 +592,16 @@ def test_structured_and_free_text_verdicts_never_share_a_journal(tmp_path, stub)
 
 
 def test_a_format_cannot_be_sent_by_a_target_whose_identity_does_not_say_so():
+    import asyncio
+
     from harness.config import HarnessConfig
+    from harness.core import Request
     from harness.targets import build_target
+    from harness.targets.base import TargetError
 
     target = build_target(HarnessConfig(target="openai", model="m"), connect=False)
-    with pytest.raises(ValueError, match="journal"):
-        target.use_response_formats([judge_case(CAPITAL, "Paris.", json_schema=True)])
+    with pytest.raises(TargetError, match="journal"):
+        asyncio.run(target.acomplete(Request.of(judge_case(CAPITAL, "Paris.", json_schema=True))))
 
 
 @pytest.mark.parametrize("reply", ["", "The answer is: Paris", "{not json}",
@@ -646,28 +650,27 @@ def test_a_server_that_only_knows_json_object_gets_the_schema_in_its_form():
     error is reported as it is."""
     import asyncio
 
+    from harness.core import Request
     from harness.targets.base import TargetError
     from harness.targets.openai_compatible import OpenAICompatibleTarget
 
     client = _RefusesJsonSchema(obedient_quality_judge)
     target = OpenAICompatibleTarget(client, kind="openai", model="m", temperature=0.0, max_tokens=300,
                                     structured=schema_identity())
-    first, second = judge_case(CAPITAL, "Paris."), judge_case(ONE_WORD, "Tokyo")
+    first = judge_case(CAPITAL, "Paris.")
     first_s, second_s = judge_case(CAPITAL, "Paris.", json_schema=True), judge_case(ONE_WORD, "Tokyo", json_schema=True)
-    target.use_response_formats([first_s, second_s])
-
-    reply = asyncio.run(target.acomplete(first_s.messages))
+    reply = asyncio.run(target.acomplete(Request.of(first_s)))
     schema = verdict_schema("quality", nonce_for("Paris."))
     assert [b["response_format"] for b in client.bodies] == [
         response_format("quality", nonce_for("Paris.")), {"type": "json_object", "schema": schema}]
     assert parse_quality_verdict(reply.text, nonce_for("Paris.")) is not None
-    asyncio.run(target.acomplete(second.messages))  # straight to the server's form
+    asyncio.run(target.acomplete(Request.of(second_s)))  # straight to the server's form
     assert client.bodies[-1]["response_format"] == {
         "type": "json_object", "schema": verdict_schema("quality", nonce_for("Tokyo"))}
     assert len(client.bodies) == 3
     with pytest.raises(TargetError, match="HTTP 500: stub fault 500"):  # no format, no fallback
         asyncio.run(OpenAICompatibleTarget(client, kind="openai", model="m", temperature=0.0,
-                                           max_tokens=300).acomplete(first.messages))
+                                           max_tokens=300).acomplete(Request.of(first)))
 
 
 def test_the_judge_journal_caches_verdicts_across_runs(stub, make_eval_project, monkeypatch):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from conftest import GOOD_ANSWERS
-from harness.datasets import Case
+from harness.core import Case
 from harness.progress import SuiteProgress
-from harness.targets.base import Response
+from harness.core import Response
 from stub_server import answer_table
 
 CASE = Case(id="c", messages=({"role": "user", "content": "hi"},))

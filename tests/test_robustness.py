@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.datasets import Case
+from harness.core import Case
 from harness.results import ResultTable
 from harness.robustness import (
     INVARIANT,
@@ -25,7 +25,7 @@ from harness.robustness import (
     shrink,
 )
 from harness.scorers import score_case
-from harness.targets.base import Response
+from harness.core import Response
 
 PROMPT = "Answer in one word. What is the capital of France?"
 

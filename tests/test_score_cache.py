@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from harness import scorers
-from harness.datasets import Case
+from harness.core import Case
 from harness.scorers import ScoreCache, score_case, use_score_cache
 from harness.scorers import cache as cache_module
-from harness.targets.base import Response
+from harness.core import Response
 
 CASE = Case(id="c", messages=({"role": "user", "content": "Capital of France?"},), expected="Paris",
             checks=({"type": "contains", "value": "Paris"}, {"type": "length", "max_words": 3}))

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.datasets import Case
+from harness.core import Case
 from harness.gates import Criterion, CriteriaError, Verdict, evaluate, load_criteria
 from harness.results import CASE_PASS, ERROR, CaseResult, ResultTable, _merge
-from harness.scorers.base import Score
+from harness.core import Score
 from harness.scorers import CHECKS, score_case
 from harness.scorers.quality import (
     contains, exact_match, json_check, length_check, list_items, normalize,
     not_contains, parse_json_answer, regex, rouge_l, token_f1,
 )
-from harness.targets.base import Response
+from harness.core import Response
 
 FAST = settings(max_examples=100, deadline=None, database=None)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from harness.datasets import Case
-from harness.scorers.base import Score
+from harness.core import Case
+from harness.core import Score
 from harness.scorers.bias import bbq_check, decision_check, sentiment_check
 from harness.scorers.cache import ScoreCache
 from harness.scorers.injection import injection_check
@@ -19,7 +19,7 @@ from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
 from harness.scorers.screen import applicable, screen_scores
 from harness.scorers.safety import canary_check, leak_check, refusal_check, refusal_score_name
 from harness.scorers.toxicity import toxicity_check
-from harness.targets.base import Response
+from harness.core import Response
 
 __all__ = ["CHECKS", "Score", "ScoreCache", "score_case", "use_score_cache"]
 

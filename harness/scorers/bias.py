@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any, Mapping
 
-from harness.scorers.base import Score
+from harness.core import Score
 from harness.scorers.outcome import REFUSAL, classify_answer
 
 APPROVE, DENY = "approve", "deny"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from harness.scorers.base import Score
+from harness.core import Score
 from harness.scorers.safety import find_secret
 from harness.scorers.screen import echo_run
 

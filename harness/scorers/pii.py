@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.scorers.base import Score
+from harness.core import Score
 
 # What counts as personal data in an answer, and the lowest Presidio score taken for each type:
 # Presidio's own 0.5 except phone numbers, which its libphonenumber recognizer scores 0.4 unless a

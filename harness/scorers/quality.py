@@ -11,7 +11,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
-from harness.scorers.base import Score
+from harness.core import Score
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from harness.scorers.base import Score
+from harness.core import Score
 from harness.scorers.decode import decoded_tokens
 from harness.scorers.outcome import COMPLIANCE, NONSENSE, REFUSAL, classify_answer
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from harness.scorers.base import Score
+from harness.core import Score
 
 SCREENS = ("screen_pii", "screen_toxicity", "screen_secret", "screen_echo")
 # the case checks that already score what a screen looks for

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping
 
-from harness.scorers.base import Score
+from harness.core import Score
 
 # The model's own decision boundary, deliberately not tuned on the labelled set that measures it
 # (bench/pii_toxicity_accuracy.py prints the trade-off; 0.2 buys recall for precision there).

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from harness.config import ConfigError, HarnessConfig
-from harness.targets.base import Response, Target, TargetError
+from harness.core import Response
+from harness.targets.base import Target, TargetError
 
 __all__ = ["Response", "Target", "TargetError", "build_target"]
 

@@ -1,34 +1,12 @@
-"""What every target returns, and the protocol a target implements."""
+"""The protocol a target implements, and the error one attempt may raise."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol
 
+from harness.core import Request, Response
 
-@dataclass(frozen=True)
-class Response:
-    """The model's answer to one case. An error is data, not a crash: `error` says why there is
-    no usable answer and `text` is then empty."""
-
-    text: str
-    latency_s: float
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    finish_reason: str | None = None
-    model: str | None = None
-    error: str | None = None
-    attempts: int = 1
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def total_tokens(self) -> int | None:
-        if self.prompt_tokens is None or self.completion_tokens is None:
-            return None
-        return self.prompt_tokens + self.completion_tokens
+__all__ = ["Request", "Response", "Target", "TargetError"]
 
 
 class TargetError(Exception):
@@ -43,13 +21,14 @@ class TargetError(Exception):
 
 
 class Target(Protocol):
-    """Something that answers chat messages. One call is one attempt: it returns a Response or
-    raises TargetError; retrying is the engine's job."""
+    """Something that answers chat requests. One call is one attempt: it returns a Response or
+    raises TargetError; retrying is the engine's job. A Request's settings that are None are
+    the target's own (its configuration, which `describe()` reports)."""
 
     def describe(self) -> Mapping[str, Any]:
         """Non-secret facts about the target, logged as run params (kind, model, base_url ...)."""
         ...
 
-    async def acomplete(self, messages: Sequence[Mapping[str, str]]) -> Response: ...
+    async def acomplete(self, request: Request) -> Response: ...
 
     async def aclose(self) -> None: ...

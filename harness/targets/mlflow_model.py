@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Mapping, Sequence
+import warnings
+from typing import Any, Mapping
 
-from harness.targets.base import Response, TargetError
+from harness.core import Request, Response
+from harness.mlflow_env import quiet_mlflow_environment
+from harness.targets.base import TargetError
 
 
 def answer_text(output: Any) -> str:
@@ -39,6 +42,18 @@ def answer_text(output: Any) -> str:
     raise TargetError(f"unrecognised model output: {str(output)[:200]}", retryable=False)
 
 
+def load_pyfunc(model_uri: str, tracking_uri: str):
+    """A registered model (models:/name@alias, models:/name/version) as an MLflow pyfunc."""
+    quiet_mlflow_environment()
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlflow.pyfunc.load_model(model_uri)
+
+
 class _ChatPayload:
     kind = ""
 
@@ -55,11 +70,13 @@ class _ChatPayload:
                 "temperature": self.temperature, "max_tokens": self.max_tokens,
                 "system_prompt": self.system_prompt or ""}
 
-    def payload(self, messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-        out = [dict(m) for m in messages]
+    def payload(self, request: Request) -> dict[str, Any]:
+        out = [dict(m) for m in request.messages]
         if self.system_prompt and not any(m["role"] == "system" for m in out):
             out.insert(0, {"role": "system", "content": self.system_prompt})
-        return {"messages": out, "max_tokens": self.max_tokens, "temperature": self.temperature}
+        return {"messages": out,
+                "max_tokens": self.max_tokens if request.max_tokens is None else request.max_tokens,
+                "temperature": self.temperature if request.temperature is None else request.temperature}
 
 
 class MlflowModelTarget(_ChatPayload):
@@ -77,20 +94,18 @@ class MlflowModelTarget(_ChatPayload):
 
     def _load(self):
         if self._model is None:
-            from harness import tracking
-
             try:
-                self._model = tracking.load_pyfunc(self.model_uri, self.tracking_uri)
+                self._model = load_pyfunc(self.model_uri, self.tracking_uri)
             except Exception as exc:  # an unknown model or alias: a clear error, not a crash later
                 raise TargetError(f"cannot load {self.model_uri}: {type(exc).__name__}: {exc}",
                                   retryable=False) from None
         return self._model
 
-    async def acomplete(self, messages: Sequence[Mapping[str, str]]) -> Response:
+    async def acomplete(self, request: Request) -> Response:
         model = self._load()
         started = time.perf_counter()
         try:
-            output = await asyncio.to_thread(model.predict, self.payload(messages))
+            output = await asyncio.to_thread(model.predict, self.payload(request))
         except Exception as exc:
             raise TargetError(f"model predict failed: {type(exc).__name__}: {exc}", retryable=False) from None
         return Response(text=answer_text(output), latency_s=time.perf_counter() - started, model=self.model)
@@ -114,14 +129,14 @@ class MlflowServingTarget(_ChatPayload):
             self._headers["authorization"] = f"Bearer {api_key}"
         self._client = None
 
-    async def acomplete(self, messages: Sequence[Mapping[str, str]]) -> Response:
+    async def acomplete(self, request: Request) -> Response:
         import httpx2 as httpx  # installed with openai; a maintained client, not a hand-written one
 
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
         started = time.perf_counter()
         try:
-            reply = await self._client.post(self.url, json=self.payload(messages), headers=self._headers)
+            reply = await self._client.post(self.url, json=self.payload(request), headers=self._headers)
         except httpx.TimeoutException:
             raise TargetError("request timed out", retryable=True) from None
         except httpx.TransportError as exc:

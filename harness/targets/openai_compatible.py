@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from harness.targets.base import Response, TargetError
+from harness.core import Request, Response
+from harness.targets.base import TargetError
 
 if TYPE_CHECKING:  # imported on first call: a replay never pays for them
     import openai
-
-    from harness.datasets import Case
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -52,10 +51,6 @@ def _response_from(payload: Any, latency: float) -> Response:
     )
 
 
-def _messages_key(messages: Sequence[Mapping[str, str]]) -> str:
-    return json.dumps([dict(m) for m in messages], sort_keys=True, ensure_ascii=True)
-
-
 def _json_object_form(response_format: Mapping[str, Any]) -> dict[str, Any]:
     """llama-cpp-python's form of a `json_schema` response_format: its server (0.3.x) accepts only
     `text` and `json_object`, and compiles a `schema` given with `json_object` into a grammar."""
@@ -93,7 +88,6 @@ class OpenAICompatibleTarget:
         # names the per-request response_formats this target may send (e.g. the judge's verdict
         # schemas): part of its identity, so journalled free-text and structured answers never mix
         self.structured = structured
-        self._formats: dict[str, dict[str, Any]] = {}
         self._json_object_form = False  # set once the server turned the json_schema type down
 
     def describe(self) -> dict[str, Any]:
@@ -110,43 +104,36 @@ class OpenAICompatibleTarget:
             identity["response_format"] = self.structured
         return identity
 
-    def use_response_formats(self, cases: Iterable[Case]) -> None:
-        """Send the `response_format` in a case's attributes with that case's messages. The
-        engine hands a target messages only, so the formats are looked up by the messages.
-        Only for a target built with `structured`: its identity must say formats are sent."""
-        for case in cases:
-            response_format = case.attributes.get("response_format")
-            if response_format is None:
-                continue
-            if not self.structured:
-                raise ValueError("a response_format for a target built without `structured`: "
-                                 "its journal could not tell structured from free-text answers")
-            self._formats[_messages_key(case.messages)] = json.loads(json.dumps(response_format))
-
     def _messages(self, messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         out = [dict(m) for m in messages]
         if self.system_prompt and not any(m["role"] == "system" for m in out):
             out.insert(0, {"role": "system", "content": self.system_prompt})
         return out
 
-    async def acomplete(self, messages: Sequence[Mapping[str, str]]) -> Response:
-        """One attempt. Returns a Response or raises TargetError."""
+    async def acomplete(self, request: Request) -> Response:
+        """One attempt. Returns a Response or raises TargetError. The request's settings that
+        are None are this target's own."""
         import httpx2 as httpx  # the HTTP library of openai>=3
         import openai
 
+        if request.response_format is not None and not self.structured:
+            raise TargetError("a response_format for a target built without `structured`: its journal could "
+                              "not tell structured from free-text answers", retryable=False)
         if self.client is None:
             raise TargetError("this target was built without a client (replay): no model calls",
                               retryable=False)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": self._messages(messages),
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "messages": self._messages(request.messages),
+            "temperature": self.temperature if request.temperature is None else request.temperature,
+            "max_tokens": self.max_tokens if request.max_tokens is None else request.max_tokens,
         }
-        if self.seed is not None:
-            body["seed"] = self.seed
-        response_format = self._formats.get(_messages_key(messages)) if self._formats else None
+        seed = self.seed if request.seed is None else request.seed
+        if seed is not None:
+            body["seed"] = seed
+        response_format = request.response_format
         if response_format is not None:
+            response_format = json.loads(json.dumps(response_format))
             body["response_format"] = (_json_object_form(response_format) if self._json_object_form
                                        else response_format)
 

@@ -1,0 +1,3 @@
+"""The harness's version, logged with every run."""
+
+__version__ = "0.1.0"
