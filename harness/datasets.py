@@ -1,27 +1,24 @@
 """Load and validate evaluation datasets (JSONL).
 
 Every problem is reported with the file, the line and what is wrong, and all problems of a
-file are collected before raising, so a curator fixes a dataset in one pass.
+file are collected before raising, so a curator fixes a dataset in one pass. A check may be of
+any type registered with harness.scorers.registry (the built-ins, and a user's own registered
+before the dataset is loaded); each validates its own parameters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Sequence
 
 from harness.core import Case
+from harness.scorers import registry  # registers the built-in checks (imports no model)
 
 ROLES = frozenset({"system", "user", "assistant"})
-CHECK_TYPES = frozenset(
-    {"exact_match", "contains", "not_contains", "regex", "json", "length", "list_items",
-     "refusal", "leak", "canary", "injection", "pii", "toxicity",
-     "decision", "sentiment", "bbq"}
-)
 _KNOWN_FIELDS = frozenset(
     {"id", "input", "messages", "system", "expected", "checks", "tags", "attributes", "critical"}
 )
@@ -265,21 +262,6 @@ def _parse_messages(raw: Any, case_id: str) -> list[dict[str, str]]:
     return messages
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_schema(schema: Any, where: str) -> None:
-    if not isinstance(schema, dict):
-        raise _CaseProblem(f"{where} 'schema' must be an object")
-    import jsonschema  # lazy: only datasets with schemas pay for the import
-
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        raise _CaseProblem(f"{where} invalid JSON Schema: {exc.message}") from None
-
-
 def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         raise _CaseProblem(f"case {case_id!r}: 'checks' must be a list")
@@ -288,78 +270,17 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
         if not isinstance(check, dict) or "type" not in check:
             raise _CaseProblem(f"case {case_id!r}: checks[{i}] must be an object with a 'type'")
         kind = check["type"]
-        if not isinstance(kind, str) or kind not in CHECK_TYPES:
+        spec = registry.find(kind) if isinstance(kind, str) else None
+        if spec is None:
             raise _CaseProblem(
                 f"case {case_id!r}: checks[{i}] has unknown type {kind!r}; "
-                f"known: {sorted(CHECK_TYPES)}"
+                f"known: {registry.names()}"
             )
-        if kind in ("contains", "not_contains"):
-            value, any_of = check.get("value"), check.get("any_of")
-            valid_value = "value" in check and isinstance(value, str) and value != ""
-            valid_any_of = "any_of" in check and isinstance(any_of, list) and bool(any_of) and all(
-                isinstance(v, str) and v for v in any_of)
-            # exactly one of them, valid: a stray empty needle would match every answer
-            if ("value" in check) == ("any_of" in check) or not (valid_value or valid_any_of):
-                raise _CaseProblem(
-                    f"case {case_id!r}: checks[{i}] ({kind}) needs 'value' (string) "
-                    "or 'any_of' (list of strings), not both, none empty"
-                )
-        elif kind == "regex":
-            pattern = check.get("pattern")
-            if not isinstance(pattern, str) or not pattern:
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (regex) needs 'pattern'")
+        if spec.validate is not None:
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] bad regex: {exc}") from None
-        elif kind == "json" and "schema" in check:
-            _check_schema(check["schema"], f"case {case_id!r}: checks[{i}] (json)")
-        elif kind == "length":
-            bounds = {k: check[k] for k in ("min_words", "max_words", "min_chars", "max_chars") if k in check}
-            if not bounds or not all(_is_int(v) and v >= 0 for v in bounds.values()):
-                raise _CaseProblem(
-                    f"case {case_id!r}: checks[{i}] (length) needs non-negative integer "
-                    "min_words/max_words/min_chars/max_chars"
-                )
-        elif kind == "refusal":
-            if check.get("expected") not in ("refuse", "comply"):
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (refusal) needs 'expected': "
-                                   "'refuse' or 'comply'")
-        elif kind in ("leak", "canary"):
-            field_name = "secret" if kind == "leak" else "value"
-            secret = check.get(field_name)
-            if not isinstance(secret, str) or len(secret.strip()) < 4:
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] ({kind}) needs '{field_name}': "
-                                   "a string of at least 4 characters")
-        elif kind == "injection":
-            canary, injected, payload = check.get("canary"), check.get("injected"), check.get("payload", [])
-            if ((canary is not None and (not isinstance(canary, str) or len(canary.strip()) < 4))
-                    or (injected is not None and (not isinstance(injected, str) or not injected.strip()))
-                    or not isinstance(payload, list)
-                    or not all(isinstance(p, str) and len(p.strip()) >= 4 for p in payload)
-                    or (canary is None and injected is None)):
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (injection) needs 'canary' (a string of at "
-                                   "least 4 characters) or 'injected' (the injected instruction as it appears "
-                                   "in the input), and optionally 'payload' (strings of at least 4 characters)")
-        elif kind == "toxicity" and "threshold" in check:
-            threshold = check["threshold"]
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (toxicity) 'threshold' must be "
-                                   "a number in (0, 1]")
-        elif kind == "decision" and check.get("outcome", "binary") not in ("binary", "score"):
-            raise _CaseProblem(f"case {case_id!r}: checks[{i}] (decision) 'outcome' must be "
-                               "'binary' or 'score'")
-        elif kind == "bbq":
-            options = check.get("options")
-            indices = [check.get(k) for k in ("correct", "unknown", "stereotyped")]
-            if (not isinstance(options, list) or len(options) != 3
-                    or not all(isinstance(o, str) and o for o in options)
-                    or not all(_is_int(v) and 0 <= v < 3 for v in indices)):
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (bbq) needs 'options' (3 strings) "
-                                   "and 'correct', 'unknown', 'stereotyped' (option indices 0-2)")
-        elif kind == "list_items":
-            count = check.get("count")
-            if not _is_int(count) or count < 1:
-                raise _CaseProblem(f"case {case_id!r}: checks[{i}] (list_items) needs 'count' >= 1")
+                spec.validate(check)
+            except ValueError as exc:
+                label = f"({kind}) " if getattr(exc, "labelled", True) else ""
+                raise _CaseProblem(f"case {case_id!r}: checks[{i}] {label}{exc}") from None
         checks.append(dict(check))
     return checks

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from harness.core import Case
 from harness.results import answered_and_passed
 from harness.core import Score
-from harness.scorers.quality import QUALITY_CHECKS as QUALITY_SCORERS
+from harness.scorers import registry as check_registry
 
 if TYPE_CHECKING:
     from harness.results import CaseResult, ResultTable, SuiteAnalysis
@@ -82,10 +82,10 @@ _WITH_REFERENCE = ("5 = agrees with the reference answer on every fact it states
                    "3 = partly right; 1 = contradicts the reference or gives no answer.")
 _WITHOUT_REFERENCE = ("there is no reference answer: 5 = fully correct by your own knowledge; 3 = partly "
                       "right; 1 = wrong or no answer.")
-# Checks of the quality suite (the quality scorers' registry): a case with only these (no
-# refusal, leak, bias ... check) gets the quality rubric; the other suites' checks need a rubric
-# of their own, so the judge skips them.
-QUALITY_CHECKS = frozenset(QUALITY_SCORERS)
+# Checks of the "quality" family (harness.scorers.registry): a case with only these (no refusal,
+# leak, bias ... check) gets the quality rubric; the other families' checks need a rubric of
+# their own, so the judge skips them.
+QUALITY_FAMILY = "quality"
 # judge_correct passes at 4 or more on both: a "partly right" answer (3) is not a correct one, and
 # the offline checks it is compared with are all-or-nothing as well. Relevance is reported, not
 # gated: an answer that is right and obeys the format but adds a digression passes offline too.
@@ -124,9 +124,14 @@ def rubric_for(case: Case) -> str | None:
     kinds = {c.get("type") for c in case.checks}
     if "refusal" in kinds:
         return "safety"
-    if kinds and kinds <= QUALITY_CHECKS:
+    if kinds and all(_family(kind) == QUALITY_FAMILY for kind in kinds):
         return "quality"
     return None
+
+
+def _family(kind: Any) -> str | None:
+    spec = check_registry.find(kind) if isinstance(kind, str) else None
+    return spec.family if spec is not None else None
 
 
 def judged(case: Case) -> bool:

@@ -244,10 +244,20 @@ def test_list_items_counts(answer, counted):
         assert score.rationale == f"{counted} list items, expected 3"
 
 
-def test_checks_registry_covers_every_check_type():
-    from harness.datasets import CHECK_TYPES
+BUILT_IN = {"exact_match": "quality", "contains": "quality", "not_contains": "quality", "regex": "quality",
+            "json": "quality", "length": "quality", "list_items": "quality", "refusal": "safety", "leak": "safety",
+            "canary": "safety", "injection": "safety", "pii": "safety", "toxicity": "safety", "decision": "bias",
+            "sentiment": "bias", "bbq": "bias"}
 
-    assert set(CHECKS) == set(CHECK_TYPES)
+
+def test_every_built_in_check_is_registered_with_its_family():
+    from harness.scorers import registry
+
+    assert set(BUILT_IN) <= set(registry.names())
+    assert {name: registry.get(name).family for name in BUILT_IN} == BUILT_IN
+    # the compatibility view reads the same functions
+    assert CHECKS["contains"] is contains and CHECKS["json"] is json_check and "regex" in CHECKS
+    assert {name for name in BUILT_IN if registry.get(name).needs} == {"refusal", "decision", "injection"}
 
 
 # --- token_f1 / rouge_l ------------------------------------------------------------------------

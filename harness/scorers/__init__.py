@@ -1,44 +1,61 @@
 """Scorers: pure functions of (case, response) -> [Score]. They know nothing of HTTP or MLflow.
 
-Every check type a dataset may declare maps to one function here; `score_case` applies a case's
-checks to its response and adds what every answer gets: the screens (personal data, toxicity,
-the system prompt's secrets and echoes: harness.scorers.screen) and the reference measurements.
+Every check type a dataset may declare is a function registered with `@registry.check(name)`
+(harness.scorers.registry): the built-in ones where they are defined (quality, safety, pii,
+toxicity, injection, bias), a user's own in their eval files or an installed package (entry
+points). Importing this package registers the built-ins. `score_case` applies a case's checks to
+its response and adds what every answer gets: the screens (personal data, toxicity, the system
+prompt's secrets and echoes: harness.scorers.screen) and the reference measurements.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, MutableMapping
 
 from harness.core import Case
 from harness.core import Score
-from harness.scorers.bias import bbq_check, decision_check, sentiment_check
+from harness.scorers import registry
+# the built-in checks: their modules register them
+from harness.scorers import bias as _bias, injection as _injection, pii as _pii  # noqa: F401
+from harness.scorers import quality as _quality, safety as _safety, toxicity as _toxicity  # noqa: F401
 from harness.scorers.cache import ScoreCache
-from harness.scorers.injection import injection_check
-from harness.scorers.pii import pii_check
-from harness.scorers.quality import QUALITY_CHECKS, rouge_l, token_f1
+from harness.scorers.quality import rouge_l, token_f1
 from harness.scorers.screen import applicable, screen_scores
-from harness.scorers.safety import canary_check, leak_check, refusal_check, refusal_score_name
-from harness.scorers.toxicity import toxicity_check
 from harness.core import Response
 
-__all__ = ["CHECKS", "Score", "ScoreCache", "score_case", "use_score_cache"]
+__all__ = ["CHECKS", "Score", "ScoreCache", "check_score_name", "registry", "score_case", "use_score_cache"]
+
+
+class _Checks(MutableMapping[str, Callable[..., "Score | list[Score]"]]):
+    """check type -> its function, read from the registry (kept for code written against the
+    old dict). Assigning to a registered type swaps its function and keeps what the registry
+    knows of it (a test wrapping a check); new types are registered with @registry.check."""
+
+    def __getitem__(self, name: str) -> Callable[..., Score | list[Score]]:
+        spec = registry.find(name)
+        if spec is None:
+            raise KeyError(name)
+        return spec.function
+
+    def __setitem__(self, name: str, function: Callable[..., Score | list[Score]]) -> None:
+        if registry.find(name) is None:
+            raise KeyError(f"{name!r} is not a registered check: register new ones with @registry.check")
+        registry._replace_function(name, function)
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("checks are not unregistered")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.names())
+
+    def __len__(self) -> int:
+        return len(registry.names())
+
 
 # A check returns one Score, or several (the bias checks measure more than one thing). A check
-# whose function has `needs_request = True` is also given the request (the case's prompt), one
-# with `needs_messages = True` the case's whole conversation (system prompt included).
-CHECKS: dict[str, Callable[..., Score | list[Score]]] = {
-    **QUALITY_CHECKS,
-    "refusal": refusal_check,
-    "leak": leak_check,
-    "canary": canary_check,
-    "injection": injection_check,
-    "pii": pii_check,
-    "toxicity": toxicity_check,
-    # bias: outcomes measured per case, disparities computed per suite (harness.bias)
-    "decision": decision_check,
-    "sentiment": sentiment_check,
-    "bbq": bbq_check,
-}
+# registered with needs=("request",) is also given the request (the case's prompt), one with
+# needs=("messages",) the case's whole conversation (system prompt included).
+CHECKS = _Checks()
 
 
 _cache: ScoreCache | None = None
@@ -54,27 +71,25 @@ def _scored(what: Any, answer: str, reference: str | None, score: Callable[[], A
     return score() if _cache is None else _cache.get_or_score(what, answer, reference, score)
 
 
-def _needs_request(check: Mapping[str, Any]) -> bool:
-    return getattr(CHECKS[check["type"]], "needs_request", False)
-
-
-def _needs_messages(check: Mapping[str, Any]) -> bool:
-    return getattr(CHECKS[check["type"]], "needs_messages", False)
-
-
-def _check_scores(check: Mapping[str, Any], answer: str, expected: str | None, case: Case) -> list[Score]:
-    extra: dict[str, Any] = {"request": case.prompt} if _needs_request(check) else {}
-    if _needs_messages(check):
-        extra["messages"] = case.messages
-    outcome = CHECKS[check["type"]](answer, check, expected, **extra)
+def _check_scores(spec: registry.Check, check: Mapping[str, Any], answer: str, expected: str | None,
+                  case: Case) -> list[Score]:
+    outcome = spec.function(answer, check, expected, **spec.inputs(case.prompt, case.messages))
     return outcome if isinstance(outcome, list) else [outcome]
+
+
+_BUILT_IN = __name__ + "."  # the checks defined in this package's modules
+
+
+def _cached(spec: registry.Check) -> bool:
+    """The score cache's version covers the code of harness/scorers only: a check registered
+    from elsewhere (an eval file, a plugin) is scored afresh every time, so an edit to it is
+    never hidden behind an old score."""
+    return spec.origin.startswith(_BUILT_IN)
 
 
 def check_score_name(check: Mapping[str, Any]) -> str:
     """The name of the pass/fail score a check reports (a case with no answer fails it)."""
-    if check["type"] == "refusal":
-        return refusal_score_name(check)
-    return "resisted" if check["type"] == "injection" else check["type"]
+    return registry.get(check["type"]).score_name(check)
 
 
 def score_case(case: Case, response: Response) -> list[Score]:
@@ -87,13 +102,17 @@ def score_case(case: Case, response: Response) -> list[Score]:
     else:
         text, expected, request = response.text, case.expected, case.prompt
         for check in case.checks:
+            spec = registry.get(check["type"])
+            if not _cached(spec):
+                scores.extend(_check_scores(spec, check, text, expected, case))
+                continue
             # a check that reads the request (or the conversation) is cached per request too
             key = ["check", check]
-            if _needs_request(check):
+            if "request" in spec.needs:
                 key.append(request)
-            if _needs_messages(check):
+            if "messages" in spec.needs:
                 key.append([dict(m) for m in case.messages])
-            scores.extend(_scored(key, text, expected, lambda: _check_scores(check, text, expected, case)))
+            scores.extend(_scored(key, text, expected, lambda: _check_scores(spec, check, text, expected, case)))
         screens = applicable(case.checks)
         if screens:
             system = "\n".join(m["content"] for m in case.messages if m["role"] == "system")

@@ -1,6 +1,7 @@
 """Quality scorers: pure functions. Pass/fail checks take (answer, check, expected) and are
-declared per case in the dataset; token F1 and ROUGE-L measure an answer against its reference.
-`harness.scorers.score_case` applies them to a case."""
+declared per case in the dataset (registered, with the validation of their parameters, as checks
+of the "quality" family: harness.scorers.registry); token F1 and ROUGE-L measure an answer
+against its reference. `harness.scorers.score_case` applies them to a case."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import re
 import string
 from collections import Counter
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from harness.core import Score
+from harness.scorers import registry
+from harness.scorers.registry import InvalidParameters, is_int
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -33,6 +36,7 @@ def _short(text: str, limit: int = 80) -> str:
 
 # --- pass/fail checks -------------------------------------------------------------------------
 
+@registry.check("exact_match", family="quality")
 def exact_match(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     ok = expected is not None and normalize(answer) == normalize(expected)
     return Score("exact_match", float(ok), ok, "" if ok else f"expected {expected!r}")
@@ -42,6 +46,17 @@ def _needles(check: Mapping[str, Any]) -> list[str]:
     return [check["value"]] if "value" in check else list(check["any_of"])
 
 
+def _validate_needles(check: Mapping[str, Any]) -> None:
+    value, any_of = check.get("value"), check.get("any_of")
+    valid_value = "value" in check and isinstance(value, str) and value != ""
+    valid_any_of = "any_of" in check and isinstance(any_of, list) and bool(any_of) and all(
+        isinstance(v, str) and v for v in any_of)
+    # exactly one of them, valid: a stray empty needle would match every answer
+    if ("value" in check) == ("any_of" in check) or not (valid_value or valid_any_of):
+        raise ValueError("needs 'value' (string) or 'any_of' (list of strings), not both, none empty")
+
+
+@registry.check("contains", validate=_validate_needles, family="quality")
 def contains(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     needles = _needles(check)
     found = [n for n in needles if n.lower() in answer.lower()]
@@ -49,6 +64,7 @@ def contains(answer: str, check: Mapping[str, Any], expected: str | None) -> Sco
     return Score("contains", float(ok), ok, "" if ok else f"none of {needles!r} in answer")
 
 
+@registry.check("not_contains", validate=_validate_needles, family="quality")
 def not_contains(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     found = [n for n in _needles(check) if n.lower() in answer.lower()]
     ok = not found
@@ -60,6 +76,17 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+def _validate_regex(check: Mapping[str, Any]) -> None:
+    pattern = check.get("pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("needs 'pattern'")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InvalidParameters(f"bad regex: {exc}", labelled=False) from None
+
+
+@registry.check("regex", validate=_validate_regex, family="quality")
 def regex(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     ok = _compiled(check["pattern"]).search(answer) is not None
     return Score("regex", float(ok), ok, "" if ok else f"no match for /{check['pattern']}/")
@@ -71,6 +98,21 @@ def parse_json_answer(answer: str) -> Any:
     return json.loads(fenced.group(1) if fenced else answer)
 
 
+def _validate_json(check: Mapping[str, Any]) -> None:
+    if "schema" not in check:
+        return
+    schema = check["schema"]
+    if not isinstance(schema, dict):
+        raise ValueError("'schema' must be an object")
+    import jsonschema  # lazy: only datasets with schemas pay for the import
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise ValueError(f"invalid JSON Schema: {exc.message}") from None
+
+
+@registry.check("json", validate=_validate_json, family="quality")
 def json_check(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     try:
         document = parse_json_answer(answer)
@@ -89,6 +131,16 @@ def json_check(answer: str, check: Mapping[str, Any], expected: str | None) -> S
     return Score("json", 1.0, True)
 
 
+_LENGTH_BOUNDS = ("min_words", "max_words", "min_chars", "max_chars")
+
+
+def _validate_length(check: Mapping[str, Any]) -> None:
+    bounds = {k: check[k] for k in _LENGTH_BOUNDS if k in check}
+    if not bounds or not all(is_int(v) and v >= 0 for v in bounds.values()):
+        raise ValueError("needs non-negative integer min_words/max_words/min_chars/max_chars")
+
+
+@registry.check("length", validate=_validate_length, family="quality")
 def length_check(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     words, chars = len(answer.split()), len(answer.strip())
     problems = []
@@ -104,21 +156,17 @@ def length_check(answer: str, check: Mapping[str, Any], expected: str | None) ->
     return Score("length", float(ok), ok, "; ".join(problems))
 
 
+def _validate_list_items(check: Mapping[str, Any]) -> None:
+    count = check.get("count")
+    if not is_int(count) or count < 1:
+        raise ValueError("needs 'count' >= 1")
+
+
+@registry.check("list_items", validate=_validate_list_items, family="quality")
 def list_items(answer: str, check: Mapping[str, Any], expected: str | None) -> Score:
     count = sum(1 for line in answer.splitlines() if _LIST_LINE.match(line))
     ok = count == check["count"]
     return Score("list_items", float(ok), ok, "" if ok else f"{count} list items, expected {check['count']}")
-
-
-QUALITY_CHECKS: dict[str, Callable[[str, Mapping[str, Any], str | None], Score]] = {
-    "exact_match": exact_match,
-    "contains": contains,
-    "not_contains": not_contains,
-    "regex": regex,
-    "json": json_check,
-    "length": length_check,
-    "list_items": list_items,
-}
 
 
 # --- measurements against the reference -------------------------------------------------------
