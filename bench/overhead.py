@@ -267,15 +267,15 @@ def print_profile(profiler: cProfile.Profile) -> None:
         ("  rouge_l (rouge-score)", ("quality.py", "rouge_l")),
         ("  token_f1", ("quality.py", "token_f1")),
         ("gates.evaluate", ("gates.py", "evaluate")),
-        ("logging: log_suite_run (all)", ("tracking.py", "log_suite_run")),
-        ("  git_commit (2 git subprocesses)", ("tracking.py", "git_commit")),
+        ("logging: log_suite_run (all)", ("runs.py", "log_suite_run")),
+        ("  git_commit (2 git subprocesses)", ("client.py", "git_commit")),
         ("  _experiment_id + create_run", None),
         ("  client.log_batch (metrics/params/tags)", None),
-        ("  _table_frame (pandas)", ("tracking.py", "_table_frame")),
+        ("  _table_frame (pandas)", ("runs.py", "_table_frame")),
         ("  mlflow.log_table", ("fluent.py", "log_table")),
         ("  mlflow.start_run + end_run", None),
         ("  mlflow.log_dict", ("fluent.py", "log_dict")),
-        ("  _dataset_frame (pandas)", ("tracking.py", "_dataset_frame")),
+        ("  _dataset_frame (pandas)", ("runs.py", "_dataset_frame")),
         ("  mlflow.data.from_pandas", ("pandas_dataset.py", "from_pandas")),
         ("  mlflow.log_input", ("fluent.py", "log_input")),
         ("  table.summary()", ("results.py", "summary")),
@@ -287,7 +287,7 @@ def print_profile(profiler: cProfile.Profile) -> None:
             if "start_run" in label:
                 value = by_func.get(("fluent.py", "start_run"), 0.0) + by_func.get(("fluent.py", "end_run"), 0.0)
             elif "create_run" in label:
-                value = by_func.get(("tracking.py", "_experiment_id"), 0.0) + by_func.get(("client.py", "create_run"), 0.0)
+                value = by_func.get(("client.py", "_experiment_id"), 0.0) + by_func.get(("client.py", "create_run"), 0.0)
             else:
                 value = by_func.get(("client.py", "log_batch"), 0.0)
         else:

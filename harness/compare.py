@@ -11,11 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from harness import stats
-
-# per-case columns of the logged table that are not scores
-NOT_SCORES = {"case_id", "input", "expected", "response", "critical", "failures", "error", "attempts",
-               "finish_reason", "tags", "source", "judge_rationale"}
+from harness import stats, tracking
 
 
 @dataclass(frozen=True)
@@ -89,8 +85,8 @@ def compare_cases(baseline_cases, candidate_cases, *, baseline: str = "A", candi
     a_ids, b_ids = set(baseline_cases["case_id"]), set(candidate_cases["case_id"])
     paired = a_ids & b_ids
     result = Comparison(baseline, candidate, suite, len(paired), unpaired=len(a_ids ^ b_ids))
-    metrics = ["passed"] + sorted(c for c in set(baseline_cases.columns) & set(candidate_cases.columns)
-                                  if c not in NOT_SCORES and c != "passed")
+    metrics = ["passed"] + sorted(set(tracking.score_columns(baseline_cases, numeric=False))
+                                  & set(tracking.score_columns(candidate_cases, numeric=False)))
     for metric in metrics:
         a, b = paired_values(baseline_cases, candidate_cases, metric)
         if not a:
@@ -112,8 +108,6 @@ def compare_cases(baseline_cases, candidate_cases, *, baseline: str = "A", candi
 
 
 def compare_runs(baseline_run_id: str, candidate_run_id: str, tracking_uri: str) -> Comparison:
-    from harness import tracking
-
     a = tracking.load_run(baseline_run_id, tracking_uri)
     b = tracking.load_run(candidate_run_id, tracking_uri)
     if a.suite != b.suite:

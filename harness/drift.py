@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.compare import NOT_SCORES, is_pass_fail
+from harness import tracking
+from harness.compare import is_pass_fail
 
 if TYPE_CHECKING:
     from harness.tracking import SpanRecord, TraceBatch, TraceRecord
@@ -157,8 +158,8 @@ def drift(reference_cases, current_cases, *, suite: str = "", reference: str = "
     if "refused" in reference_cases and "refused" in current_cases:
         report.signals.append(_rate("refusal_rate", reference_cases["refused"].dropna(),
                                     current_cases["refused"].dropna(), alpha, rate_threshold))
-    for column in sorted(set(reference_cases.columns) & set(current_cases.columns)):
-        if column in NOT_SCORES or column in ("passed", "refused", "latency_s"):
+    for column in sorted(set(tracking.score_columns(reference_cases, numeric=False)) & set(current_cases.columns)):
+        if column in ("refused", "latency_s"):
             continue
         ref, cur = reference_cases[column].dropna(), current_cases[column].dropna()
         if ref.empty or cur.empty or not np.issubdtype(ref.dtype, np.number):
@@ -173,8 +174,6 @@ def drift(reference_cases, current_cases, *, suite: str = "", reference: str = "
 
 
 def drift_runs(reference_run_id: str, current_run_id: str, tracking_uri: str, **thresholds) -> DriftReport:
-    from harness import tracking
-
     a = tracking.load_run(reference_run_id, tracking_uri)
     b = tracking.load_run(current_run_id, tracking_uri)
     if a.suite != b.suite:
@@ -412,8 +411,8 @@ def drift_window(reference_cases, window: WindowCases, *, suite: str = "", refer
     report.signals.append(_rate("refusal_rate", _refused(ref_in, ref_out), _refused(cur_in, cur_out), alpha,
                                 rate_threshold))
     skipped = ["pass_rate"]  # a trace has no expected answer to pass against
-    for column in sorted(ref.columns):
-        if column in NOT_SCORES or column in ("passed", "refused", "latency_s"):
+    for column in sorted(tracking.score_columns(ref, numeric=False)):
+        if column in ("refused", "latency_s"):
             continue
         ref_scores = ref[column].dropna()
         if ref_scores.empty or not np.issubdtype(ref_scores.dtype, np.number):
@@ -444,8 +443,6 @@ def drift_traces(reference_run_id: str, experiment: str, tracking_uri: str, *, s
                  max_traces: int = MAX_WINDOW_TRACES, **thresholds) -> DriftReport:
     """Drift between an eval run and the traces logged to `experiment` in [since_ms, until_ms).
     Raises InsufficientWindow (with the window) when there are too few traces to test."""
-    from harness import tracking
-
     run = tracking.load_run(reference_run_id, tracking_uri)
     batch = tracking.load_traces(experiment, tracking_uri, since_ms=since_ms, until_ms=until_ms,
                                  max_traces=max_traces)

@@ -1,0 +1,40 @@
+"""Everything MLflow. The only package that imports mlflow, and only lazily, so collecting tests
+stays fast and a broken MLflow install cannot break dataset loading or scoring.
+
+  client.py    opening the store: TrackingError, the experiment of a run, the git commit
+  runs.py      one suite run logged (and its local record), a drift check's run, runs read back;
+               the one owner of the per-case table's schema and of reading baselines
+  traces.py    tracing the model calls, linking them to a run, reading a window of traces back
+  registry.py  the model registry: versions, promotion (the verdict on a version), champions
+"""
+
+from harness.tracking.client import TrackingError, git_commit
+from harness.tracking.registry import (
+    champion_run_id,
+    mark_model_version_failed,
+    promote_model_version,
+    resolve_model_version,
+)
+from harness.tracking.runs import (
+    JUDGE_VERDICTS,
+    RESULTS_ARTIFACT,
+    VERDICT_ARTIFACT,
+    RecordedRun,
+    SuiteLogger,
+    case_values,
+    load_run,
+    log_drift_run,
+    log_suite_run,
+    read_baseline,
+    score_columns,
+    write_local_record,
+)
+from harness.tracking.traces import SpanRecord, TraceBatch, TraceRecord, TraceWindow, begin_traces, load_traces
+
+__all__ = [
+    "JUDGE_VERDICTS", "RESULTS_ARTIFACT", "VERDICT_ARTIFACT", "RecordedRun", "SpanRecord", "SuiteLogger",
+    "TraceBatch", "TraceRecord", "TraceWindow", "TrackingError", "begin_traces", "case_values",
+    "champion_run_id", "git_commit", "load_run", "load_traces", "log_drift_run", "log_suite_run",
+    "mark_model_version_failed", "promote_model_version", "read_baseline", "resolve_model_version",
+    "score_columns", "write_local_record",
+]
