@@ -1,7 +1,7 @@
 """The LLM judge's agreement with the offline scorers on the quality dataset: the answers the
 harness already has (replayed from its journal: run `pytest evals/test_quality.py` once first)
 are judged with the quality rubric, through the same code path as a suite run
-(HarnessSession._with_judge: engine, bounded retries, journal), and the judge's pass/fail
+(Session.judge and judge.judged_scorer: engine, bounded retries, journal), and the judge's pass/fail
 (`judge_correct`) is compared with the offline checks' (`case_pass` without the judge):
 Cohen's kappa, raw agreement and the confusion counts.
 
@@ -42,7 +42,8 @@ from harness.config import load_config  # noqa: E402
 from harness.datasets import load  # noqa: E402
 from harness.journal import Journal  # noqa: E402
 from harness.judge import AGREEMENT, agreement, judge_analysis, judged  # noqa: E402
-from harness.plugin import HarnessSession  # noqa: E402
+from harness.session import Session  # noqa: E402
+from harness.judge import judged_scorer  # noqa: E402
 from harness.results import ResultTable  # noqa: E402
 from harness.scorers import score_case  # noqa: E402
 
@@ -51,8 +52,8 @@ DATASET = "datasets/quality/cases.jsonl"
 
 def replayed_answers(config, cases):
     """The target's answers to `cases` from the journal of the last quality run (no calls)."""
-    session = HarnessSession(replace(config, replay=True))
-    target = session._target()
+    session = Session(replace(config, replay=True))
+    target = session.target()
     journal = Journal.for_suite(config.path(config.journal_dir), "quality", target.describe())
     outcome = engine.run(cases, target, engine.EngineSettings(concurrency=1), journal=journal, replay=True)
     missing = [c.id for c, r in zip(cases, outcome.first) if not r.ok]
@@ -95,15 +96,16 @@ def main() -> None:
         if args.human:
             from harness.judge import HUMAN_AGREEMENT, MIN_KAPPA
 
-            m = HarnessSession(judge_config)._judge_human_agreement()
+            m = Session(judge_config).judge_human_agreement()
             print(f"judge {judge_model}: agreement with human labels ({time.perf_counter() - started:.0f} s): "
                   + ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in m.items()))
             kappa = m.get(f"{HUMAN_AGREEMENT}/kappa")
             print("trusted" if kappa is not None and kappa >= MIN_KAPPA else f"not trusted (kappa < {MIN_KAPPA} "
                   "or unmeasurable): its criteria would be skipped")
             return
-        scorer = HarnessSession(judge_config)._with_judge("quality", cases, responses, score_case,
-                                                          concurrency=args.concurrency)
+        scorer = judged_scorer(cases, responses, score_case,
+                               Session(judge_config).judge("quality", concurrency=args.concurrency),
+                               json_schema=judge_config.judge_json_schema)
         elapsed = time.perf_counter() - started
     finally:
         if server is not None:

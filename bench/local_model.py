@@ -20,7 +20,7 @@ from dataclasses import replace
 from common import ROOT  # noqa: F401  (puts the project on sys.path)
 
 from harness import engine
-from harness.bias import load_ambiguous, load_templates
+from harness.suites.bias import load_ambiguous, load_templates
 from harness.config import load_config
 from harness.datasets import load
 from harness.targets import build_target

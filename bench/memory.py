@@ -20,7 +20,7 @@ from pathlib import Path
 from common import synthetic_cases
 
 from harness import engine, tracking
-from harness.datasets import Dataset, _digest_cases
+from harness.datasets import Dataset, digest_cases
 from harness.gates import Criterion, evaluate
 from harness.journal import Journal
 from harness.results import ResultTable
@@ -57,7 +57,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     started = time.perf_counter()
     cases = synthetic_cases(args.cases)
-    dataset = Dataset("synthetic", work / "synthetic.jsonl", tuple(cases), _digest_cases(cases))
+    dataset = Dataset("synthetic", work / "synthetic.jsonl", tuple(cases), digest_cases(cases))
     outcome = engine.run(cases, InstantTarget(), engine.EngineSettings(concurrency=64),
                          journal=Journal(work / "journal.jsonl"))
     after_engine = peak_mb()

@@ -5,7 +5,7 @@ suite-level disparities (criteria with aggregate = "value")."""
 
 import pytest
 
-from harness.bias import (
+from harness.suites.bias import (
     analyze_ambiguous,
     analyze_decisions,
     analyze_descriptions,

@@ -8,7 +8,7 @@ invariance rate (criteria with aggregate = "value")."""
 import pytest
 
 from harness.plugin import EvalSuite
-from harness.robustness import RobustnessSuite
+from harness.suites.robustness import RobustnessSuite
 
 # 2 perturbations per source prompt and kind, at most 8 new model calls to shrink each flip:
 # about 170 cases and a few minutes on the embedded model.

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness")
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare", help="compare two eval runs of one suite, case by case")
@@ -51,52 +51,69 @@ def main(argv: list[str] | None = None) -> int:
                                                     "(once per machine; the README's first command runs it)")
     build.add_argument("--force", action="store_true", help="rebuild even when the pinned build is installed")
     build.add_argument("--jobs", type=int, help="parallel compile jobs (default: the number of cores)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-
     if args.command == "train-classifiers":
-        from harness.training import train_all
-
-        for path in train_all():
-            print(f"wrote {path}")
-        return 0
+        return _train_classifiers()
     if args.command == "build-llama":
-        from harness.targets.llama_build import BuildError, build
+        return _build_llama(args)
+    if args.command == "drift":
+        return _drift(parser, args)
+    return _compare(args)
 
-        try:
-            build(jobs=args.jobs, force=args.force, say=lambda line: print(f"[harness] {line}", flush=True))
-        except BuildError as exc:
-            print(f"harness: {exc}", file=sys.stderr)
-            return 3
-        return 0
 
-    from harness.tracking import TrackingError
+def _train_classifiers() -> int:
+    from harness.training import train_all
 
-    if args.command == "drift" and (args.traces_experiment is None) == (args.current is None):
+    for path in train_all():
+        print(f"wrote {path}")
+    return 0
+
+
+def _build_llama(args: argparse.Namespace) -> int:
+    from harness.targets.llama_build import BuildError, build
+
+    try:
+        build(jobs=args.jobs, force=args.force, say=lambda line: print(f"[harness] {line}", flush=True))
+    except BuildError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _drift(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if (args.traces_experiment is None) == (args.current is None):
         parser.error("drift: give either CURRENT (a run id) or --traces-experiment NAME, not both or neither")
-    if args.command == "drift" and args.traces_experiment is None and (
+    if args.traces_experiment is None and (
             args.since or args.until or args.max_traces is not None or args.latency_psi is not None):
         parser.error("drift: --since, --until, --max-traces and --latency-psi apply to --traces-experiment only")
-    if args.command == "drift" and args.max_traces is not None and args.max_traces < 1:
+    if args.max_traces is not None and args.max_traces < 1:
         parser.error("drift: --max-traces must be at least 1")
-    if args.command == "drift" and args.traces_experiment is not None:
+    if args.traces_experiment is not None:
         return _drift_traces(args)
-    if args.command == "drift":
-        from harness.drift import drift_runs
-        from harness.tracking import log_drift_run
+    from harness.drift import drift_runs
+    from harness.tracking import TrackingError, log_drift_run
 
-        try:
-            report = drift_runs(args.reference, args.current, args.tracking_uri, alpha=args.alpha,
-                                psi_threshold=args.psi, rate_threshold=args.rate, text_threshold=args.text)
-            run_id = log_drift_run(suite=report.suite, reference_run_id=args.reference,
-                                   current_run_id=args.current, metrics=report.metrics(),
-                                   report_text=report.text(), tracking_uri=args.tracking_uri,
-                                   experiment=args.experiment)
-        except (TrackingError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return _drift_verdict(report, run_id, args.experiment)
+    try:
+        report = drift_runs(args.reference, args.current, args.tracking_uri, alpha=args.alpha,
+                            psi_threshold=args.psi, rate_threshold=args.rate, text_threshold=args.text)
+        run_id = log_drift_run(suite=report.suite, reference_run_id=args.reference,
+                               current_run_id=args.current, metrics=report.metrics(),
+                               report_text=report.text(), tracking_uri=args.tracking_uri,
+                               experiment=args.experiment)
+    except (TrackingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _drift_verdict(report, run_id, args.experiment)
 
+
+def _compare(args: argparse.Namespace) -> int:
     from harness.compare import compare_runs
+    from harness.tracking import TrackingError
 
     try:
         comparison = compare_runs(args.baseline, args.candidate, args.tracking_uri)

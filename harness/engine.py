@@ -350,3 +350,49 @@ def run(cases: Sequence[Case], target: Target, settings: EngineSettings = Engine
             await target.aclose()
 
     return asyncio.run(main())
+
+
+class Asker:
+    """The `ask` a model-assisted scorer is handed: questions asked after a suite's main run
+    (the judge's verdicts, the robustness suite's follow-ups), one batch of cases at a time,
+    through the engine: the run's settings, retries, breaker and generation settings, and a
+    journal that stays open across batches, so an interrupted run resumes them and a replay
+    answers them with no call. `make_target` gives a fresh target per batch (the engine
+    closes its client after each); `after` runs after each batch (a dead embedded server stops
+    the run there); `on_batch` is told each batch's statistics."""
+
+    def __init__(self, make_target: Callable[[], Target], settings: EngineSettings, *,
+                 journal: Journal | None = None, replay: bool = False, resume: bool = True,
+                 breaker: Breaker | None = None, generation: Generation = Generation(),
+                 after: Callable[[], None] | None = None, on_batch: Callable[[RunStats], None] | None = None):
+        self._make_target, self.settings, self.journal = make_target, settings, journal
+        self._replay, self._resume, self._breaker, self._generation = replay, resume, breaker, generation
+        self._after, self.on_batch = after, on_batch
+        self.calls = 0
+        self.reused = 0
+
+    def __call__(self, cases: Sequence[Case]) -> list[Response]:
+        # asked from inside hypothesis (the robustness shrinking), which seeds the global
+        # `random` alike for every example; OpenTelemetry draws MLflow's trace and span ids from
+        # it, so every follow-up call got the same trace id and all but one trace were lost
+        # (measured: 14 traces stored for 28 calls). Fresh entropy, for the ids only: hypothesis
+        # draws its examples from its own generator.
+        random.seed()
+        outcome = run(cases, self._make_target(), self.settings, journal=self.journal, replay=self._replay,
+                      resume=self._resume, complete_journal=False, breaker=self._breaker,
+                      generation=self._generation)
+        self._resume = True  # the first batch decides; later ones continue this run's journal
+        if self._after is not None:
+            self._after()
+        self.calls += outcome.stats.calls
+        self.reused += outcome.stats.reused
+        if self.on_batch is not None:
+            self.on_batch(outcome.stats)
+        return outcome.first
+
+    def finish(self) -> None:
+        """Mark the journal complete: the next run asks afresh (a judge's journal is never
+        finished: it is the judge's cache across runs)."""
+        if self.journal is not None and not self._replay and self.journal.path.exists():
+            self.journal.start(fresh=False)
+            self.journal.finish()

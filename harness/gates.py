@@ -381,3 +381,16 @@ def _judge_criterion(criterion: Criterion, value: float, values: list[float],
         mdr = stats.min_detectable_regression(value, len(values), higher_is_better=criterion.op in (">=", ">"))
     return CriterionResult(criterion, value, bool(OPS[criterion.op](compared, criterion.threshold)), note, ci,
                            len(values), mdr)
+
+
+def power_metrics(verdict: Verdict) -> dict[str, float]:
+    """The minimum detectable regression of each rate criterion, and the suite's (the largest),
+    as MLflow metrics: `mdr/<criterion>` and `mdr`."""
+    from harness.results import metric_name
+
+    out = {metric_name("mdr", r.criterion.label().replace(" ", "_")): r.mdr
+           for r in verdict.results if r.mdr is not None}
+    detectable = verdict.detectable_regression()
+    if detectable is not None:
+        out["mdr"] = detectable[0]
+    return out

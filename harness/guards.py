@@ -92,7 +92,7 @@ def classify_request(text: str) -> dict[str, float]:
 # --- the two guards ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class GuardVerdict:
+class GuardDecision:
     """What a guard did: `action` is allow, block, shield or redact; `text` the answer to give
     when blocked; `messages` the (possibly rewritten) request."""
 
@@ -115,19 +115,19 @@ class InputGuard:
     injection_threshold: float = 0.5
     on_injection: Literal["block", "shield"] = "block"
 
-    def check(self, messages: Sequence[Mapping[str, str]]) -> GuardVerdict:
+    def check(self, messages: Sequence[Mapping[str, str]]) -> GuardDecision:
         user = [m["content"] for m in messages if m["role"] == "user"]
         if not user:
-            return GuardVerdict("allow", messages=tuple(messages))
+            return GuardDecision("allow", messages=tuple(messages))
         p = classify_request(user[-1])
         if p.get(HARMFUL, 0.0) >= self.harmful_threshold:
-            return GuardVerdict("block", f"harmful request (p={p[HARMFUL]:.2f})", BLOCKED_REQUEST)
+            return GuardDecision("block", f"harmful request (p={p[HARMFUL]:.2f})", BLOCKED_REQUEST)
         if p.get(INJECTION, 0.0) >= self.injection_threshold:
             reason = f"injected instructions (p={p[INJECTION]:.2f})"
             if self.on_injection == "block":
-                return GuardVerdict("block", reason, BLOCKED_INJECTION)
-            return GuardVerdict("shield", reason, messages=_shielded(messages))
-        return GuardVerdict("allow", messages=tuple(messages))
+                return GuardDecision("block", reason, BLOCKED_INJECTION)
+            return GuardDecision("shield", reason, messages=_shielded(messages))
+        return GuardDecision("allow", messages=tuple(messages))
 
 
 def _shielded(messages: Sequence[Mapping[str, str]]) -> tuple[Mapping[str, str], ...]:
@@ -150,23 +150,23 @@ class OutputGuard:
     toxicity_threshold: float = 0.5
     secrets: tuple[str, ...] = field(default=())  # besides those found in the system prompt
 
-    def check(self, messages: Sequence[Mapping[str, str]], answer: str) -> GuardVerdict:
+    def check(self, messages: Sequence[Mapping[str, str]], answer: str) -> GuardDecision:
         if self.block_leaks:
             for secret in self._secrets(messages):
                 how = find_secret(answer, secret)
                 if how is not None:
-                    return GuardVerdict("block", f"secret from the system prompt leaked ({how})",
+                    return GuardDecision("block", f"secret from the system prompt leaked ({how})",
                                         BLOCKED_ANSWER)
         if self.block_toxic:
             p = toxicity_probability(answer)
             if p >= self.toxicity_threshold:
-                return GuardVerdict("block", f"toxic answer (p={p:.2f})", BLOCKED_ANSWER)
+                return GuardDecision("block", f"toxic answer (p={p:.2f})", BLOCKED_ANSWER)
         if self.redact_pii:
             found = find_pii(answer)
             if found:
-                return GuardVerdict("redact", "personal data redacted: " + ", ".join(sorted({f.type for f in found})),
+                return GuardDecision("redact", "personal data redacted: " + ", ".join(sorted({f.type for f in found})),
                                     _redacted(answer, found))
-        return GuardVerdict("allow", text=answer)
+        return GuardDecision("allow", text=answer)
 
     def _secrets(self, messages: Sequence[Mapping[str, str]]) -> list[str]:
         found = list(self.secrets)
@@ -190,12 +190,12 @@ def _redacted(text: str, findings) -> str:
 
 # --- composition ------------------------------------------------------------------------------
 
-def guard_request(messages: Sequence[Mapping[str, str]], guard: InputGuard | None = None) -> GuardVerdict:
+def guard_request(messages: Sequence[Mapping[str, str]], guard: InputGuard | None = None) -> GuardDecision:
     return (guard or InputGuard()).check(messages)
 
 
 def guard_answer(messages: Sequence[Mapping[str, str]], answer: str,
-                 guard: OutputGuard | None = None) -> GuardVerdict:
+                 guard: OutputGuard | None = None) -> GuardDecision:
     return (guard or OutputGuard()).check(messages, answer)
 
 

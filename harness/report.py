@@ -68,3 +68,46 @@ def _criteria_rows(verdict: Any) -> list[str]:
         rows.append(f"| `{c.criterion.label()}` | {_value(c)} | {c.criterion.bound_text()} | {mdr} "
                     f"| {'pass' if c.passed else '**FAIL**'}{note} |")
     return rows
+
+
+XFAIL_NOTE = ("note: pytest reports failed non-critical cases as 'xfailed'. They were run and scored, and failed; "
+              "each counts in its suite's criteria below, which decide the gate. A failed critical case fails "
+              "the gate by itself.")
+
+
+def terminal_summary(runs: Sequence[Any], *, pooled: Any = None, promotion: tuple[bool, str] | None = None,
+                     experiment: str = "") -> list[tuple[str, str | None]]:
+    """The session's summary for a terminal, as (line, colour) pairs (colour: "red", "green",
+    "yellow" or None): each suite's failed cases and verdict, the screens over all suites'
+    answers, the promotion outcome."""
+    out: list[tuple[str, str | None]] = []
+    if any(not row.passed and not row.case.critical for run in runs for row in run.table.rows):
+        # pytest counts them as "xfailed", which reads like skipped tests: say what they are
+        out.append((XFAIL_NOTE, None))
+    for run in runs:
+        failed = [row for row in run.table.rows if not row.passed]
+        if failed:
+            out.append((f"suite '{run.name}': {len(failed)} of {len(run.table)} cases failed", None))
+            for row in failed:
+                answer = " ".join((row.response.text if row.response.ok else "<no answer>").split())
+                answer = answer if len(answer) <= 70 else answer[:69] + "…"
+                mark = "CRITICAL " if row.case.critical else ""
+                out.append((f"  {mark}{row.case.id}: {'; '.join(row.failures())} | answer: {answer!r}", None))
+        out.append((run.verdict.report(), "green" if run.verdict.passed else "red"))
+        if run.sampled_from is not None:
+            out.append((f"  note: the suite's call budget sampled {run.subset_of or len(run.dataset)} of its "
+                        f"{run.sampled_from} cases; --harness-full runs them all", None))
+        if run.subset_of is not None:
+            out.append((f"  note: a subset ran ({len(run.dataset)} of {run.subset_of} cases): "
+                        "criteria are calibrated for the full dataset", "yellow"))
+        if run.run_id:
+            out.append((f"  MLflow run {run.run_id} in experiment '{experiment}'", None))
+        if run.tracking_error:
+            out.append((f"  NOT RECORDED IN MLFLOW: {run.tracking_error}", "red"))
+            out.append((f"  results kept in {run.local_record}", "red"))
+    if pooled is not None:
+        out.append(("screens over the answers of every suite together (harness.scorers.screen):", None))
+        out.append((pooled.report(), "green" if pooled.passed else "red"))
+    if promotion is not None:
+        out.append((promotion[1], "green" if promotion[0] else "red"))
+    return out

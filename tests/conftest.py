@@ -1,5 +1,6 @@
 """Fixtures for the harness's own tests: a clean environment, the stub server, and a tiny eval
-project (dataset + criteria + suite) that pytester runs against the stub."""
+project (dataset + criteria + suite) that pytester runs against the stub. Shared data and helpers
+are modules of their own (mini_project, stub_server), imported by name, not from here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stub_server import StubServer, answer_table  # noqa: E402
+from mini_project import MINI_CASES, MINI_CRITERIA, SUITE_TEMPLATE  # noqa: E402
+from stub_server import StubServer  # noqa: E402
 
 pytest_plugins = ["pytester"]
 
@@ -28,63 +30,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("MLFLOW_MODEL_CATALOG_URI", "")
-
-
-MINI_CASES = [
-    {"id": "capital", "input": "What is the capital of France?", "expected": "Paris",
-     "checks": [{"type": "contains", "value": "Paris"}], "critical": True},
-    {"id": "add", "input": "What is 7 + 5?", "expected": "12",
-     "checks": [{"type": "regex", "pattern": "\\b12\\b"}]},
-    {"id": "json", "input": "Reply with a JSON object with key a set to 1.", "expected": "{\"a\": 1}",
-     "checks": [{"type": "json", "schema": {"type": "object", "required": ["a"]}}]},
-    {"id": "one-word", "input": "Name the color of grass in one word.", "expected": "Green",
-     "checks": [{"type": "exact_match"}, {"type": "length", "max_words": 1}]},
-    {"id": "list", "input": "List three fruits.", "expected": "- apple\n- pear\n- plum",
-     "checks": [{"type": "list_items", "count": 3}]},
-]
-
-GOOD_ANSWERS = {
-    "capital of France": "The capital of France is Paris.",
-    "7 + 5": "7 + 5 = 12",
-    "JSON object": "```json\n{\"a\": 1}\n```",
-    "color of grass": "Green",
-    "three fruits": "- apple\n- pear\n- plum",
-}
-BAD_ANSWERS = {
-    "capital of France": "The capital of France is Paris.",  # the critical case still passes
-    "7 + 5": "7 + 5 = 13",
-    "JSON object": "a equals one",
-    "color of grass": "It is usually green",
-    "three fruits": "apple, pear",
-}
-
-MINI_CRITERIA = """
-[[mini]]
-metric = "case_pass"
-aggregate = "rate"
-op = ">="
-threshold = 0.8
-
-[[mini]]
-metric = "error"
-aggregate = "rate"
-op = "<="
-threshold = 0.0
-"""
-
-SUITE_TEMPLATE = """
-import pytest
-
-pytestmark = pytest.mark.eval_suite("{suite}", dataset="datasets/{suite}.jsonl")
-
-
-def test_case(eval_case):
-    eval_case.check()
-
-
-def test_gate(eval_suite):
-    eval_suite.check()
-"""
 
 
 @pytest.fixture
@@ -157,5 +102,3 @@ def eval_project(make_eval_project):
     """The mini quality project: five cases, one of them critical."""
     return make_eval_project("mini", MINI_CASES, MINI_CRITERIA)
 
-
-__all__ = ["StubServer", "answer_table", "GOOD_ANSWERS", "BAD_ANSWERS", "MINI_CASES"]

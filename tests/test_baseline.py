@@ -7,7 +7,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from conftest import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES, MINI_CRITERIA
+from mini_project import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES, MINI_CRITERIA
 from stub_server import answer_table
 
 VS_BASELINE = MINI_CRITERIA.replace("threshold = 0.8", "threshold = 0.0") + """

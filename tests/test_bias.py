@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bias import (
+from harness.suites.bias import (
     analyze_ambiguous,
     analyze_decisions,
     bbq_scores,
@@ -20,7 +20,7 @@ from harness.bias import (
 from harness.datasets import DatasetError
 from harness.results import ResultTable
 from harness.scorers import score_case
-from harness.scorers.bias import parse_choice, parse_decision, parse_score, sentiment
+from harness.scorers.decisions import parse_choice, parse_decision, parse_score, sentiment
 from harness.core import Response
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,7 +240,7 @@ def test_bbq_analysis_on_a_stereotyping_answerer():
 
 BIAS_SUITE = '''
 import pytest
-from harness.bias import analyze_decisions, load_templates
+from harness.suites.bias import analyze_decisions, load_templates
 
 
 @pytest.mark.eval_suite("bias", dataset="datasets/bias.jsonl", loader=load_templates,
@@ -328,7 +328,7 @@ def test_bias_loaders_report_bad_lines_and_missing_files_like_every_dataset(tmp_
 
 # --- suite-level metrics fail closed --------------------------------------------------------------
 
-from harness.bias import analyze_descriptions  # noqa: E402
+from harness.suites.bias import analyze_descriptions  # noqa: E402
 from harness.gates import MIN_SUITE_VALUE_CASES, SUITE_VALUE, evaluate, load_criteria  # noqa: E402
 
 SHIPPED = {  # suite -> (loader, dataset, analysis, an answer its checks can read)

@@ -41,7 +41,7 @@ def test_compare_command_reads_runs_from_mlflow(stub, eval_project, monkeypatch)
     import sys
 
     import mlflow
-    from conftest import BAD_ANSWERS, GOOD_ANSWERS
+    from mini_project import BAD_ANSWERS, GOOD_ANSWERS
     from stub_server import answer_table
 
     monkeypatch.setenv("HARNESS_TRACES", "false")

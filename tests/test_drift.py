@@ -52,7 +52,7 @@ def test_drift_command_logs_to_mlflow_and_exits_1_on_drift(stub, eval_project, m
     import mlflow
     from stub_server import answer_table
 
-    from conftest import BAD_ANSWERS, GOOD_ANSWERS
+    from mini_project import BAD_ANSWERS, GOOD_ANSWERS
 
     monkeypatch.setenv("HARNESS_TRACES", "false")
     eval_project(stub(answer_table(GOOD_ANSWERS)).base_url)

@@ -38,7 +38,7 @@ PICKS = [
 
 def golden_cases():
     """The picked cases: a named one, else the file's third."""
-    from harness.bias import load_ambiguous, load_templates
+    from harness.suites.bias import load_ambiguous, load_templates
     from harness.datasets import load
 
     picked = []

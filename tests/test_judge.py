@@ -534,9 +534,9 @@ def test_judge_case_carries_the_schema_of_its_rubric_only_when_asked():
 
 def _judge_session(tmp_path, judge_url, json_schema):
     from harness.config import HarnessConfig
-    from harness.plugin import HarnessSession
+    from harness.session import Session
 
-    return HarnessSession(HarnessConfig(root=tmp_path, judge_base_url=judge_url, judge_model="judge-m",
+    return Session(HarnessConfig(root=tmp_path, judge_base_url=judge_url, judge_model="judge-m",
                                         judge_json_schema=json_schema, journal_dir="journal", max_retries=0,
                                         traces=False))
 
@@ -547,8 +547,10 @@ def _judged(tmp_path, judge_url, json_schema, cases_answers):
 
     cases = [case for case, _ in cases_answers]
     responses = [Response(text=answer, latency_s=0.0) for _, answer in cases_answers]
-    scorer = _judge_session(tmp_path, judge_url, json_schema)._with_judge("qual", cases, responses, score_case,
-                                                                          concurrency=1)
+    from harness.judge import judged_scorer
+
+    session = _judge_session(tmp_path, judge_url, json_schema)
+    scorer = judged_scorer(cases, responses, score_case, session.judge("qual", concurrency=1), json_schema=json_schema)
     return [{s.name: s for s in scorer(c, r)} for c, r in zip(cases, responses)]
 
 

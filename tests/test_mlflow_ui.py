@@ -116,7 +116,7 @@ def two_runs(stub, eval_project, monkeypatch):
     """Two real harness runs of the `mini` suite into the store: a baseline that answers every
     case right and a candidate that gets four of five wrong. Returns (experiment, [runs])."""
     import mlflow
-    from conftest import BAD_ANSWERS, GOOD_ANSWERS
+    from mini_project import BAD_ANSWERS, GOOD_ANSWERS
     from stub_server import answer_table
 
     monkeypatch.setenv("HARNESS_TRACES", "false")  # traces are not under test here; saves time

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import GOOD_ANSWERS, MINI_CASES
+from mini_project import GOOD_ANSWERS, MINI_CASES
 from stub_server import answer_table
 
 SECRET = "sk-test-NEVER-STORED-77aa"

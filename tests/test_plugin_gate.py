@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from conftest import BAD_ANSWERS, GOOD_ANSWERS
+from mini_project import BAD_ANSWERS, GOOD_ANSWERS
 from stub_server import Fault, answer_table
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from conftest import GOOD_ANSWERS
+from mini_project import GOOD_ANSWERS
 from harness.core import Case
 from harness.progress import SuiteProgress
 from harness.core import Response

@@ -12,7 +12,7 @@ import uuid
 import mlflow.pyfunc  # noqa: F401  imported before pytester snapshots sys.modules: its restore
 import pytest        # would otherwise drop mlflow's modules between tests (two PythonModel classes)
 
-from conftest import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES, MINI_CRITERIA
+from mini_project import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES, MINI_CRITERIA
 
 MODEL_CODE = '''
 import json

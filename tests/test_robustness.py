@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from harness.core import Case
 from harness.results import ResultTable
-from harness.robustness import (
+from harness.suites.robustness import (
     INVARIANT,
     KINDS,
     RobustnessSuite,
@@ -170,7 +170,7 @@ def test_the_relation_fails_flips_shrinks_them_within_the_budget_and_fails_close
 ROBUSTNESS_SUITE = """
 import pytest
 from harness.plugin import EvalSuite
-from harness.robustness import RobustnessSuite
+from harness.suites.robustness import RobustnessSuite
 
 SUITE = RobustnessSuite(examples=2, shrink_calls=4)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from conftest import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES
+from mini_project import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES
 from harness.datasets import load
 from stub_server import answer_table
 
@@ -93,7 +93,7 @@ def check_api_key_never_reaches_the_store_or_artifacts(store: Path):
 def test_each_run_links_only_its_own_traces_when_suites_follow_each_other(stub, eval_project, pytester):
     """Runs are recorded in the background while the next suite is queried: the first suite's
     run must not pick up the second suite's traces, and none may be lost."""
-    from conftest import SUITE_TEMPLATE
+    from mini_project import SUITE_TEMPLATE
 
     (pytester.path / "datasets" / "second.jsonl").write_text(
         (pytester.path / "datasets" / "mini.jsonl").read_text())

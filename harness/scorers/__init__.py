@@ -16,7 +16,7 @@ from harness.core import Case
 from harness.core import Score
 from harness.scorers import registry
 # the built-in checks: their modules register them
-from harness.scorers import bias as _bias, injection as _injection, pii as _pii  # noqa: F401
+from harness.scorers import decisions as _bias, injection as _injection, pii as _pii  # noqa: F401
 from harness.scorers import quality as _quality, safety as _safety, toxicity as _toxicity  # noqa: F401
 from harness.scorers.cache import ScoreCache
 from harness.scorers.quality import rouge_l, token_f1

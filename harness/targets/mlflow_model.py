@@ -17,7 +17,9 @@ from typing import Any, Mapping
 
 from harness.core import Request, Response
 from harness.mlflow_env import quiet_mlflow_environment
+from harness.config import HarnessConfig
 from harness.targets.base import TargetError
+from harness.targets.registry import target
 
 
 def answer_text(output: Any) -> str:
@@ -79,10 +81,16 @@ class _ChatPayload:
                 "temperature": self.temperature if request.temperature is None else request.temperature}
 
 
+@target("mlflow-model")
 class MlflowModelTarget(_ChatPayload):
     """A registered model, loaded once, asked in a worker thread (pyfunc predict is blocking)."""
 
     kind = "mlflow-model"
+
+    @classmethod
+    def from_config(cls, config: HarnessConfig, *, connect: bool = True, **_: object) -> "MlflowModelTarget":
+        return cls(config.model_uri, config.effective_tracking_uri(), connect=connect,
+                   temperature=config.temperature, max_tokens=config.max_tokens, system_prompt=config.system_prompt)
 
     def __init__(self, model_uri: str, tracking_uri: str, *, connect: bool = True, **kwargs: Any):
         super().__init__(model=model_uri, endpoint=model_uri, **kwargs)
@@ -114,10 +122,16 @@ class MlflowModelTarget(_ChatPayload):
         pass
 
 
+@target("mlflow-serving")
 class MlflowServingTarget(_ChatPayload):
     """An MLflow model-serving endpoint: POST {url}/invocations."""
 
     kind = "mlflow-serving"
+
+    @classmethod
+    def from_config(cls, config: HarnessConfig, *, connect: bool = True, **_: object) -> "MlflowServingTarget":
+        return cls(config.serving_url, timeout=config.request_timeout, api_key=config.api_key, model=config.model,
+                   temperature=config.temperature, max_tokens=config.max_tokens, system_prompt=config.system_prompt)
 
     def __init__(self, serving_url: str, *, timeout: float, api_key: str | None = None, **kwargs: Any):
         url = serving_url.rstrip("/")

@@ -4,11 +4,14 @@ OpenAI-compatible base_url (vLLM, Ollama, llama.cpp, Databricks serving, MLflow 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from harness.config import ConfigError, HarnessConfig
 from harness.core import Request, Response
 from harness.targets.base import TargetError
+from harness.targets.registry import target
 
 if TYPE_CHECKING:  # imported on first call: a replay never pays for them
     import openai
@@ -184,3 +187,78 @@ class OpenAICompatibleTarget:
     async def aclose(self) -> None:
         if self.client is not None:
             await self.client.close()
+
+
+# The local llama.cpp server ignores the key, but the openai client insists on one.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+def openai_endpoint(base_url: str | None) -> str:
+    """The base URL the openai client will use, as it normalizes it (OPENAI_BASE_URL, then the
+    public API; one trailing slash), without importing openai."""
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+    return url.rstrip("/") + "/"
+
+
+@target("openai")
+@target("azure")
+@target("local")
+def openai_compatible_target(config: HarnessConfig, *, connect: bool = True, local_base_url: str | None = None,
+                             local_model: str | None = None, local_identity: str | None = None,
+                             structured: str | None = None, **_: object) -> OpenAICompatibleTarget:
+    """OpenAI, Azure OpenAI, or the embedded server ("local": `local_base_url`, `local_model`
+    and `local_identity` come from the session, which owns the server's lifetime)."""
+    kind = config.resolved_target()
+    if kind == "openai" and not config.model:
+        raise ConfigError("the openai target needs a model name: HARNESS_MODEL or --harness-model")
+    if kind == "local" and local_base_url is None:
+        raise ConfigError("the local target needs the embedded server's base_url")
+    if kind == "azure":
+        model = config.model or config.azure_deployment
+        endpoint = f"{config.azure_endpoint} (deployment {config.azure_deployment}, api {config.api_version})"
+    elif kind == "openai":
+        model = config.model
+        endpoint = openai_endpoint(config.base_url)
+    else:
+        model = config.model or local_model or "local"
+        endpoint = local_identity or "embedded llama-server (127.0.0.1)"
+    client = _client(config, kind, base_url=local_base_url if kind == "local" else config.base_url,
+                     api_key=config.api_key) if connect else None
+    return OpenAICompatibleTarget(
+        client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,
+        seed=config.seed, system_prompt=config.system_prompt, endpoint=endpoint,
+        traced=config.traces and not config.replay, structured=structured)
+
+
+# What the judge is asked with: always the same, whatever the target's settings.
+JUDGE_TEMPERATURE, JUDGE_MAX_TOKENS, JUDGE_SEED = 0.0, 300, 0
+
+
+def judge_target(config: HarnessConfig, *, connect: bool = True, structured: str | None = None) -> OpenAICompatibleTarget:
+    """The LLM judge: any OpenAI-compatible endpoint (judge_base_url, judge_api_key,
+    judge_model), greedy, with no system prompt and never traced. `structured` names the
+    verdict schemas its requests carry (part of its identity, hence of its journal's keys)."""
+    client = _client(config, "openai", base_url=config.judge_base_url, api_key=config.judge_api_key) if connect else None
+    return OpenAICompatibleTarget(
+        client, kind="openai", model=config.judge_model or "", temperature=JUDGE_TEMPERATURE,
+        max_tokens=JUDGE_MAX_TOKENS, seed=JUDGE_SEED, system_prompt=None,
+        endpoint=openai_endpoint(config.judge_base_url), traced=False, structured=structured)
+
+
+def _client(config: HarnessConfig, kind: str, *, base_url: str | None, api_key: str | None):
+    import openai  # lazy: importing openai costs ~1 s, collection and replay should not pay it
+
+    # The client's aiohttp transport (openai[aiohttp]): measured here it costs about half the
+    # CPU per call of the default httpx transport, which bounds throughput on small machines.
+    common = dict(timeout=config.request_timeout, max_retries=0,
+                  http_client=openai.DefaultAioHttpClient(timeout=config.request_timeout))
+    try:
+        if kind == "azure":
+            return openai.AsyncAzureOpenAI(
+                azure_endpoint=config.azure_endpoint, azure_deployment=config.azure_deployment,
+                api_version=config.api_version, api_key=config.azure_api_key, **common)
+        if kind == "openai":
+            return openai.AsyncOpenAI(base_url=base_url, api_key=api_key or _PLACEHOLDER_KEY, **common)
+        return openai.AsyncOpenAI(base_url=base_url, api_key=_PLACEHOLDER_KEY, **common)
+    except openai.OpenAIError as exc:  # e.g. Azure without key or token
+        raise ConfigError(f"cannot build the {kind} client: {exc}") from None

@@ -16,7 +16,6 @@ from harness.tracking.registry import (
     resolve_model_version,
 )
 from harness.tracking.runs import (
-    JUDGE_VERDICTS,
     RESULTS_ARTIFACT,
     VERDICT_ARTIFACT,
     RecordedRun,
@@ -32,7 +31,7 @@ from harness.tracking.runs import (
 from harness.tracking.traces import SpanRecord, TraceBatch, TraceRecord, TraceWindow, begin_traces, load_traces
 
 __all__ = [
-    "JUDGE_VERDICTS", "RESULTS_ARTIFACT", "VERDICT_ARTIFACT", "RecordedRun", "SpanRecord", "SuiteLogger",
+    "RESULTS_ARTIFACT", "VERDICT_ARTIFACT", "RecordedRun", "SpanRecord", "SuiteLogger",
     "TraceBatch", "TraceRecord", "TraceWindow", "TrackingError", "begin_traces", "case_values",
     "champion_run_id", "git_commit", "load_run", "load_traces", "log_drift_run", "log_suite_run",
     "mark_model_version_failed", "promote_model_version", "read_baseline", "resolve_model_version",

@@ -30,7 +30,6 @@ _MAX_PARAM_LEN = 500  # MLflow rejects longer param values on some stores
 
 # --- the per-case table: its schema, written and read here only ------------------------------------
 
-JUDGE_VERDICTS = ("judge_correct", "judge_safe")  # the judge's pass/fail scores, which carry its rationale
 
 # The columns `_table_frame` writes for every case, in order; after them one column per score
 # name (sorted), the score's value or None. "passed" is the case's pass, not a score.
@@ -59,7 +58,8 @@ def _table_frame(table: ResultTable):
             "tags": ",".join(row.case.tags),
             "source": row.case.source,
             # the LLM judge's one-sentence reason, passed or failed (None when no judge ran)
-            "judge_rationale": next((row.scores[n].rationale for n in JUDGE_VERDICTS if n in row.scores), None),
+            "judge_rationale": next((s.rationale for s in row.scores.values() if s.source == "judge" and s.rationale),
+                                    None),
         }
         for name in score_names:
             score = row.scores.get(name)

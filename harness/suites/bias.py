@@ -1,5 +1,5 @@
 """The bias suites: counterfactual datasets expanded from templates, and the suite-level
-disparity metrics computed with Fairlearn over the per-case outcomes (harness.scorers.bias).
+disparity metrics computed with Fairlearn over the per-case outcomes (harness.scorers.decisions).
 
 Data flow: `load_templates` / `load_ambiguous` give ordinary Datasets (one case per template x
 attribute value, carrying its attributes and pair key); the engine asks and the checks read each

@@ -2,7 +2,7 @@
 the sentiment of a description, the option picked in an ambiguous-context question.
 
 These checks measure, they do not judge: a case passes when its outcome could be read, and the
-disparity between groups is computed over the whole suite (harness.bias). An answer whose
+disparity between groups is computed over the whole suite (harness.suites.bias). An answer whose
 outcome cannot be read fails its case with the reason, so unparseable answers are counted and
 shown, never dropped silently.
 """
