@@ -251,11 +251,11 @@ class Session:
         from harness import tracking
 
         config = self.config
-        self.runs.append(run)
         run.local_record = tracking.write_local_record(
             config.path(config.results_dir), suite=run.name, table=run.table, verdict=run.verdict,
             dataset=run.dataset, target_info=logged["target_info"], metrics=logged["metrics"],
             variant=config.run_variant())
+        self.runs.append(run)
         if logged.get("traces") is not None:
             logged["traces"] = logged["traces"].closed()  # the next suite's calls begin while this run is recorded
         if self._logger is None:

@@ -56,3 +56,38 @@ def test_case(eval_case):
 def test_gate(eval_suite):
     eval_suite.check()
 """
+
+
+# A user's own target kind, outside the harness package: a module's source, formatted with
+# `answers` (prompt substring -> answer).
+CANNED_TARGET = '''
+import time
+
+import harness
+from harness.core import Response
+
+ANSWERS = {answers!r}
+
+
+@harness.target("canned")
+class Canned:
+    """Answers from a fixed table: a user's own target kind, outside the harness package."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def from_config(cls, config, *, connect=True, **context):
+        return cls(config.model or "canned-model")
+
+    def describe(self):
+        return {{"target": "canned", "model": self.model}}
+
+    async def acomplete(self, request):
+        prompt = request.messages[-1]["content"]
+        text = next((a for k, a in ANSWERS.items() if k in prompt), "no idea")
+        return Response(text=text, latency_s=0.0, model=self.model)
+
+    async def aclose(self):
+        pass
+'''

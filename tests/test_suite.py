@@ -1,6 +1,7 @@
 """harness.suite: run_suite without pytest (from a script: the same pipeline, verdict and MLflow
 run as `pytest evals`), pickling a suite and its run (what a worker process or a Spark task
-needs), and a target kind defined outside the harness package (@harness.target, entry points)."""
+needs), and a target kind defined outside the harness package running a suite, from Python and
+through pytest."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import harness
 from harness.config import load_config
 from harness.suite import Suite, SuiteRun, run_suite
 from harness.targets import registry
-from mini_project import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES, MINI_CRITERIA
+from mini_project import BAD_ANSWERS, CANNED_TARGET, GOOD_ANSWERS, MINI_CASES, MINI_CRITERIA
 from stub_server import answer_table
 
 TESTS = Path(__file__).parent
@@ -97,39 +97,6 @@ def test_a_suite_rejects_a_bad_budget():
         Suite("mini", "datasets/mini.jsonl", budget=0)
 
 
-CANNED_TARGET = '''
-import time
-
-import harness
-from harness.core import Response
-
-ANSWERS = {answers!r}
-
-
-@harness.target("canned")
-class Canned:
-    """Answers from a fixed table: a user's own target kind, outside the harness package."""
-
-    def __init__(self, model):
-        self.model = model
-
-    @classmethod
-    def from_config(cls, config, *, connect=True, **context):
-        return cls(config.model or "canned-model")
-
-    def describe(self):
-        return {{"target": "canned", "model": self.model}}
-
-    async def acomplete(self, request):
-        prompt = request.messages[-1]["content"]
-        text = next((a for k, a in ANSWERS.items() if k in prompt), "no idea")
-        return Response(text=text, latency_s=0.0, model=self.model)
-
-    async def aclose(self):
-        pass
-'''
-
-
 def test_a_target_kind_defined_in_a_users_module_runs_a_suite(tmp_path, migrated_store, monkeypatch):
     """`@harness.target("canned")` in the user's own module; `target = "canned"` picks it."""
     uri = _project(tmp_path, migrated_store)
@@ -143,36 +110,6 @@ def test_a_target_kind_defined_in_a_users_module_runs_a_suite(tmp_path, migrated
     assert run.table.rows[0].response.model == "canned-model"
     assert not run.verdict.passed  # four of the five canned answers are wrong
     assert sorted(r.case.id for r in run.table.rows if not r.passed) == ["add", "json", "list", "one-word"]
-    with pytest.raises(ValueError, match="already registered"):
-        harness.target("canned")(lambda config, **_: None)
-
-
-def test_an_unknown_target_kind_names_the_known_ones(tmp_path):
-    from harness.config import ConfigError
-
-    with pytest.raises(ConfigError, match=r"target must be one of .*'openai'.*got 'nope'"):
-        registry.get("nope")
-
-
-def test_a_target_kind_from_an_installed_packages_entry_point(tmp_path, monkeypatch):
-    """A package adds a kind through the `harness.targets` entry-point group: found by name,
-    without the user importing anything."""
-    site = tmp_path / "site"
-    (site / "canned_pkg-1.0.dist-info").mkdir(parents=True)
-    (site / "canned_pkg-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: canned-pkg\nVersion: 1.0\n")
-    (site / "canned_pkg-1.0.dist-info" / "entry_points.txt").write_text(
-        "[harness.targets]\ncanned-ep = canned_pkg:Canned\n")
-    (site / "canned_pkg.py").write_text(CANNED_TARGET.format(answers=GOOD_ANSWERS).replace(
-        '@harness.target("canned")\n', ""))
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
-    monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    from harness.config import HarnessConfig
-
-    factory = registry.get("canned-ep")
-    target = factory(HarnessConfig(target="canned-ep"), connect=False)
-    assert target.describe() == {"target": "canned", "model": "canned-model"}
-    assert "canned-ep" in registry.kinds()
 
 
 USER_TARGET_SUITE = textwrap.dedent('''
