@@ -75,6 +75,9 @@ JUDGE_CONCURRENCY = 8
 
 
 class Session:
+    """One session's shared state (see the module's docstring). Close it to stop the embedded
+    server, the MLflow logger and to save the score cache."""
+
     def __init__(self, config: HarnessConfig, observer: Observer | None = None):
         self.config = config
         self.observer: Observer = observer if observer is not None else PrintObserver(config.progress_interval)

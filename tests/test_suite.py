@@ -78,8 +78,11 @@ def test_a_suite_and_its_run_survive_pickling(tmp_path, stub, migrated_store):
     and the run, with its table and verdict, unchanged by pickling."""
     uri = _project(tmp_path, migrated_store)
     server = stub(answer_table(BAD_ANSWERS))
+    # traces off in this process: tracing turns on openai autolog and sets MLflow's active
+    # experiment, process-wide, which would leak into the tests after this one
     config = load_config(tmp_path, env={"OPENAI_BASE_URL": server.base_url, "HARNESS_MODEL": "stub-model",
-                                        "MLFLOW_TRACKING_URI": uri, "HARNESS_MAX_RETRIES": "1"})
+                                        "MLFLOW_TRACKING_URI": uri, "HARNESS_MAX_RETRIES": "1",
+                                        "HARNESS_TRACES": "false"})
     suite = Suite("mini", "datasets/mini.jsonl", max_tokens=64)
     assert pickle.loads(pickle.dumps(suite)) == suite
     assert pickle.loads(pickle.dumps(config)) == config
@@ -105,7 +108,8 @@ def test_a_target_kind_defined_in_a_users_module_runs_a_suite(tmp_path, migrated
     monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))  # the test's kind goes with it
     import my_targets  # noqa: F401 - registers "canned"
 
-    config = load_config(tmp_path, env={"HARNESS_TARGET": "canned", "MLFLOW_TRACKING_URI": uri})
+    config = load_config(tmp_path, env={"HARNESS_TARGET": "canned", "MLFLOW_TRACKING_URI": uri,
+                                        "HARNESS_TRACES": "false"})
     run = run_suite(Suite("mini", "datasets/mini.jsonl"), config)
     assert run.table.rows[0].response.model == "canned-model"
     assert not run.verdict.passed  # four of the five canned answers are wrong

@@ -46,6 +46,7 @@ def _register(tmp_path, tracking_uri: str, answers: dict, name: str = "toy-chat"
     code.write_text(MODEL_CODE.format(answers=json.dumps(answers)))
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_experiment("registered-models")  # this store's, whatever another test left active
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=str(code), pip_requirements=["mlflow"],
                                        registered_model_name=name)
