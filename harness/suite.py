@@ -19,7 +19,7 @@ from harness import engine
 from harness.config import HarnessConfig, load_config
 from harness.core import Case, CaseResult, Generation, Response, Score
 from harness.datasets import Dataset
-from harness.gates import SCREEN_CRITERIA, Verdict, evaluate, power_metrics
+from harness.gates import SCREEN_CRITERIA, Criterion, Verdict, evaluate, power_metrics
 from harness.results import ResultTable, SuiteAnalysis, repeat_scores
 from harness.scorers import score_case
 from harness.session import Observer, Session, engine_settings
@@ -92,8 +92,9 @@ def run_suite(suite: Suite, config: HarnessConfig | None = None, *, session: Ses
             return run
         finally:
             own.close()
-    # datasets -> [Case]
+    # datasets -> [Case]; the criteria are read first too: a bad criteria file costs no model call
     dataset, default_size, sampled_from = session.dataset(suite.dataset, suite.loader, suite.budget, suite.name)
+    criteria = session.criteria()
     # config -> Target (and what the suite asks with)
     generation = generation_for(session.config, suite)
     target = session.target()
@@ -107,7 +108,7 @@ def run_suite(suite: Suite, config: HarnessConfig | None = None, *, session: Ses
     table = ResultTable.build(scored.cases, scored.responses, scored.scorer)
     analysis = _analyse(session, suite, table, scored)
     # gates.evaluate(table, criteria[, baseline]) -> Verdict
-    verdict = _gate(session, suite, table, analysis, scored.distrusted)
+    verdict = _gate(session.config, suite, criteria, table, analysis, scored.distrusted)
     run = SuiteRun(suite.name, dataset, table, verdict, duration_s=time.perf_counter() - started,
                    subset_of=default_size if len(dataset) != default_size else None, sampled_from=sampled_from)
     # tracking: the local record and one MLflow evaluation run (recorded in the background)
@@ -235,10 +236,9 @@ def _analyse(session: Session, suite: Suite, table: ResultTable, scored: _Scored
     return analysis
 
 
-def _gate(session: Session, suite: Suite, table: ResultTable, analysis: SuiteAnalysis,
-          distrusted: str | None) -> Verdict:
+def _gate(config: HarnessConfig, suite: Suite, criteria: dict[str, list[Criterion]], table: ResultTable,
+          analysis: SuiteAnalysis, distrusted: str | None) -> Verdict:
     """The suite's criteria, the screens and, where a criterion asks, the baseline run."""
-    config, criteria = session.config, session.criteria()
     own = criteria.get(suite.name)
     baseline = None
     if any(c.vs_baseline for c in own or []):

@@ -147,3 +147,17 @@ def test_a_users_target_kind_gates_a_pytest_run(make_eval_project, pytester, mon
     unknown = run("http://127.0.0.1:9/v1", "--harness-target", "nope")
     assert unknown.ret == 4
     assert "target must be one of" in unknown.stderr.str() + unknown.stdout.str()
+
+
+def test_a_bad_criteria_file_fails_before_any_model_call(tmp_path, stub, migrated_store):
+    from harness.gates import CriteriaError
+
+    uri = _project(tmp_path, migrated_store)
+    (tmp_path / "criteria.toml").write_text('[[mini]]\nmetric = "case_pass"\naggregate = "rate"\nop = "=>"\n'
+                                            'threshold = 0.8\n')
+    server = stub(answer_table(GOOD_ANSWERS))
+    config = load_config(tmp_path, env={"OPENAI_BASE_URL": server.base_url, "HARNESS_MODEL": "stub-model",
+                                        "MLFLOW_TRACKING_URI": uri, "HARNESS_TRACES": "false"})
+    with pytest.raises(CriteriaError):
+        run_suite(Suite("mini", "datasets/mini.jsonl"), config)
+    assert server.requests == []
