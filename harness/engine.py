@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from harness.core import Case, Generation, Request
+from harness.core import Case, Generation, Request, Response
 from harness.journal import Journal, request_key
-from harness.core import Response
 from harness.targets.base import Target, TargetError
 
 MAX_RETRY_AFTER_S = 120.0  # a Retry-After beyond this is taken as a misconfigured server
@@ -280,8 +279,8 @@ async def arun(cases: Sequence[Case], target: Target, settings: EngineSettings =
                on_done: Callable[[Case, int, Response], None] | None = None, seed: int = 0,
                complete_journal: bool = True, breaker: Breaker | None = None,
                generation: Generation = Generation()) -> RunOutcome:
-    """Ask every case `settings.samples` times, with `generation`'s settings. With `replay`, nothing is asked: stored answers
-    are returned and missing ones become errors. `complete_journal=False` leaves the journal
+    """Ask every case `settings.samples` times, with `generation`'s settings. With `replay`,
+    nothing is asked: stored answers are returned and missing ones become errors. `complete_journal=False` leaves the journal
     open to later calls of the same run (follow-up questions asked one at a time): a
     completed journal is discarded by the next run. `breaker`: shared with other runs against
     the same endpoint (one is made for this run otherwise)."""

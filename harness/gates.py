@@ -236,10 +236,13 @@ def evaluate(suite: str, table: ResultTable, criteria: list[Criterion] | None,
     applied = list(criteria or [])
     if not any((c.metric, c.aggregate) == (ERROR, "rate") for c in applied):
         applied.insert(0, DEFAULT_ERROR_BUDGET)
-    screens = own_screens(criteria, screens)
-    screened = [c for c in screens if table.values(c.metric)]
-    skipped = [CriterionResult(c, None, True, "does not apply: no answer of this suite got this screen")
-               for c in screens if not table.values(c.metric)]
+    screened, skipped = [], []
+    for screen in own_screens(criteria, screens):
+        if table.values(screen.metric):
+            screened.append(screen)
+        else:
+            skipped.append(CriterionResult(screen, None, True,
+                                           "does not apply: no answer of this suite got this screen"))
     for criterion in applied + screened:
         if criterion.only_with_judge and not judge:
             results.append(CriterionResult(criterion, None, True, "skipped: no judge configured"))

@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from harness.core import Case, Response
+from harness.core import Case, Response, Score
 from harness.results import answered_and_passed
-from harness.core import Score
 from harness.scorers import registry as check_registry
 
 if TYPE_CHECKING:

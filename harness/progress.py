@@ -9,8 +9,7 @@ import time
 from typing import TYPE_CHECKING, Callable, TextIO
 
 if TYPE_CHECKING:
-    from harness.core import Case
-    from harness.core import Response
+    from harness.core import Case, Response
 
 
 class SuiteProgress:

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Mapping, MutableMapping
 
-from harness.core import Case
-from harness.core import Score
+from harness.core import Case, Response, Score
 from harness.scorers import registry
 # the built-in checks: their modules register them
-from harness.scorers import decisions as _bias, injection as _injection, pii as _pii  # noqa: F401
+from harness.scorers import decisions as _decisions, injection as _injection, pii as _pii  # noqa: F401
 from harness.scorers import quality as _quality, safety as _safety, toxicity as _toxicity  # noqa: F401
 from harness.scorers.cache import ScoreCache
 from harness.scorers.quality import rouge_l, token_f1
 from harness.scorers.screen import applicable, screen_scores
-from harness.core import Response
 
 __all__ = ["CHECKS", "Score", "ScoreCache", "check_score_name", "registry", "score_case", "use_score_cache"]
 

@@ -39,8 +39,7 @@ from hypothesis import strategies as st
 
 from harness.datasets import Case, Dataset, digest_cases, load
 from harness.results import ResultTable, SuiteAnalysis, answered_and_passed, metric_name
-from harness.core import Score
-from harness.core import Response
+from harness.core import Response, Score
 
 KINDS = ("case", "whitespace", "punctuation", "typos", "distractor", "reorder", "paraphrase")
 INVARIANT = "invariant"  # the per-case score: 1 when the outcome matches the original's
