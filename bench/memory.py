@@ -69,7 +69,7 @@ def main() -> None:
     run_id = tracking.log_suite_run(
         suite="synthetic", table=table, verdict=verdict, dataset=dataset,
         target_info={"target": "instant", "model": "instant"}, settings={},
-        tracking_uri=f"sqlite:///{work / 'mlflow.db'}", experiment="bench-memory", root=work)
+        tracking_uri=f"sqlite:///{work / 'mlflow.db'}", experiment="bench-memory", root=work).run_id
     elapsed = time.perf_counter() - started
     assert verdict.passed and len(table) == args.cases and run_id
     print(f"memory: {args.cases} cases in {elapsed:.0f}s; peak RSS {peak_mb():.0f} MB "

@@ -4,8 +4,11 @@
 
 What is measured
 - Harness side: ResultTable.build(cases, responses, score_case) + gates.evaluate(...) ("scoring")
-  and tracking.log_suite_run(..., traces=None) into a SQLite store ("logging"), timed with
-  time.perf_counter, median over --repeats runs of N cases.
+  and tracking.log_suite_run(...) into a SQLite store ("logging"), timed with time.perf_counter,
+  median over --repeats runs of N cases. Logging includes the per-case traces with their
+  assessments, as the default path writes them (--trace-limit, default the harness's own
+  default; 0 leaves traces out, which is what this figure measured before traces were the
+  harness's own).
 - mlflow.genai.evaluate side: the same rows (prompt, answer, expected) and equivalent scorers
   (@scorer functions wrapping the harness's own token_f1, rouge_l and per-case checks), into its
   own SQLite store, with MLFLOW_GENAI_EVAL_MAX_WORKERS=4, median over --genai-repeats runs of M
@@ -52,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness import gates, tracking  # noqa: E402
+from harness.config import HarnessConfig  # noqa: E402
 from harness.datasets import Case, Dataset, load  # noqa: E402
 from harness.gates import Criterion  # noqa: E402
 from harness.results import ResultTable  # noqa: E402
@@ -62,6 +66,7 @@ from harness.targets.base import Response  # noqa: E402
 DATASET = ROOT / "datasets" / "quality" / "cases.jsonl"
 SUITE = "overhead"
 GOAL_MS_PER_CASE = 2.0
+TRACE_LIMIT = HarnessConfig().trace_limit  # the default path's
 GOAL_RATIO = 30.0
 CRITERIA = [
     Criterion("case_pass", "rate", ">=", 0.36, "share of cases whose every check passed"),
@@ -100,7 +105,7 @@ def harness_once(dataset: Dataset, cases: list[Case], responses: list[Response],
         suite=SUITE, table=table, verdict=verdict, dataset=dataset,
         target_info={"kind": "in-process", "model": "zero-latency-stub"},
         settings={"bench": "overhead", "cases": len(cases)},
-        tracking_uri=uri, experiment=experiment, root=ROOT, traces=None)
+        tracking_uri=uri, experiment=experiment, root=ROOT, trace_limit=TRACE_LIMIT, full_traces=True).run_id
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1, run_id, verdict, table
 
@@ -364,9 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genai-repeats", type=int, default=3,
                         help="timed mlflow.genai.evaluate runs, median taken (default 3)")
     parser.add_argument("--skip-genai", action="store_true", help="harness side only")
+    parser.add_argument("--trace-limit", type=int, default=TRACE_LIMIT,
+                        help=f"cases traced per run (default {TRACE_LIMIT}, the harness's default; 0: none)")
     parser.add_argument("--profile", action="store_true",
                         help="also run the harness side once under cProfile and print where time goes")
     args = parser.parse_args(argv)
+    global TRACE_LIMIT
+    TRACE_LIMIT = args.trace_limit
     if args.cases < 1 or args.repeats < 1 or args.genai_cases < 1 or args.genai_repeats < 1:
         parser.error("counts must be >= 1")
 

@@ -189,8 +189,13 @@ class HarnessConfig:
                                         "suite=run_id pairs (comma-separated), or 'champion' (the eval "
                                         "runs that promoted promote_model's champion)")
     traces: bool = _setting(True, to_bool, "HARNESS_TRACES", "--harness-traces",
-                            doc="trace every model call in MLflow (mlflow.openai.autolog); "
-                                "false saves ~35 ms per call on a SQLite store")
+                            doc="each case's MLflow trace holds its model call's span (the request as sent, "
+                                "the answer, token usage); false: a minimal trace of one span. Either way "
+                                "the trace carries the case's assessments")
+    trace_limit: int = _setting(500, int, "HARNESS_TRACE_LIMIT", "--harness-trace-limit",
+                                doc="cases traced per suite run; above it the failed and errored cases are "
+                                    "traced first, then passed ones sampled by case id. 0: no traces. The "
+                                    "per-case table and the metrics always hold every case")
     # not a setting: where relative paths resolve (the pytest rootdir or the cwd)
     root: Path = field(default=Path("."), compare=False)
 
@@ -305,6 +310,8 @@ def load_config(root: Path | str = ".", env: Mapping[str, str] | None = None,
         raise ConfigError(f"guards must be one of {GUARD_CHOICES}, got {config.guards!r}")
     if config.samples < 1:
         raise ConfigError(f"samples must be >= 1, got {config.samples}")
+    if config.trace_limit < 0:
+        raise ConfigError(f"trace_limit must be >= 0 (0: no traces), got {config.trace_limit}")
     if config.concurrency is not None and config.concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, got {config.concurrency}")
     for name in ("deadline_s", "requests_per_minute", "tokens_per_minute"):

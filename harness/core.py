@@ -94,6 +94,7 @@ class Response:
     model: str | None = None
     error: str | None = None
     attempts: int = 1
+    started_at: float | None = None  # epoch seconds when the first attempt began (None: not known)
 
     @property
     def ok(self) -> bool:

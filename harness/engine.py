@@ -214,11 +214,13 @@ class _Run:
 
     async def ask(self, case: Case) -> Response:
         began = time.perf_counter()
+        began_at = time.time()  # the wall clock, for the case's trace: when it was asked
         attempt = 0
         last_error = "not attempted"
 
         def failed(reason: str) -> Response:
-            return Response(text="", latency_s=time.perf_counter() - began, error=reason, attempts=attempt)
+            return Response(text="", latency_s=time.perf_counter() - began, error=reason, attempts=attempt,
+                            started_at=began_at)
 
         while True:
             refusal = self.refusal()
@@ -237,7 +239,7 @@ class _Run:
                     response = await self.target.acomplete(Request.of(case, self.generation))
                 await self.limit.succeeded()
                 self.breaker.succeeded()
-                return replace(response, attempts=attempt)
+                return replace(response, attempts=attempt, started_at=began_at)
             except TargetError as exc:
                 last_error, retry_after = exc.reason, exc.retry_after
                 self._attempt_failed(exc.reason)

@@ -259,17 +259,15 @@ class Session:
             dataset=run.dataset, target_info=logged["target_info"], metrics=logged["metrics"],
             variant=config.run_variant())
         self.runs.append(run)
-        if logged.get("traces") is not None:
-            logged["traces"] = logged["traces"].closed()  # the next suite's calls begin while this run is recorded
         if self._logger is None:
-            self._logger = tracking.SuiteLogger(config.effective_tracking_uri(), processes=config.replay)
+            self._logger = tracking.SuiteLogger(config.effective_tracking_uri())
         settings = {k: v for k, v in config.public_params().items()
                     if k != "tracking_uri"}  # a URI may carry credentials
         settings["concurrency"] = config.effective_concurrency()
         self._pending[run.name] = self._logger.submit(
             suite=run.name, table=run.table, verdict=run.verdict, dataset=run.dataset, settings=settings,
             tracking_uri=config.effective_tracking_uri(), experiment=config.experiment, root=config.root,
-            **logged)
+            trace_limit=config.trace_limit, full_traces=config.traces and not config.replay, **logged)
 
     def finish_logging(self) -> None:
         """Wait for every suite's MLflow run: its id, or why it could not be recorded."""
@@ -280,12 +278,18 @@ class Session:
             if pending is None:
                 continue
             try:
-                run.run_id = tracking.SuiteLogger.result(pending)
+                logged = tracking.SuiteLogger.result(pending)
             except tracking.TrackingError as exc:
                 run.tracking_error = str(exc)
+                continue
+            run.run_id, run.traces = logged.run_id, logged.traces
 
     def tracking_errors(self) -> list[str]:
-        return [f"suite '{r.name}': {r.tracking_error}" for r in self.runs if r.tracking_error]
+        """Runs MLflow did not record, and runs whose case traces the store refused in part: the
+        evidence a user opens in the UI is incomplete either way (a harness error, not a pass)."""
+        errors = [f"suite '{r.name}': {r.tracking_error}" for r in self.runs if r.tracking_error]
+        return errors + [f"suite '{r.name}': {r.traces.lost} case traces lost: {r.traces.why_lost}"
+                         for r in self.runs if r.traces is not None and r.traces.lost]
 
     # --- over every suite ----------------------------------------------------------------------
 

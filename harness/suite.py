@@ -71,6 +71,7 @@ class SuiteRun:
     sampled_from: int | None = None  # size of the whole dataset when the suite's budget sampled it
     run_id: str | None = None  # its MLflow run, once recorded (Session.finish_logging)
     tracking_error: str | None = None  # why MLflow did not record it
+    traces: Any = None  # what became of its per-case traces (tracking.TraceReport), once recorded
     local_record: Path | None = None  # its results as JSON on local disk
     by_id: dict[str, CaseResult] = field(default_factory=dict)
 
@@ -100,7 +101,6 @@ def run_suite(suite: Suite, config: HarnessConfig | None = None, *, session: Ses
     target = session.target()
     identity = engine.identity(target, generation)
     started = time.perf_counter()
-    traces = _begin_traces(session, suite)
     # engine (journal) -> [Response]
     outcome = _query(session, suite, dataset, target, generation, identity)
     # scorers (pure; model-assisted via ask) -> [Score] -> ResultTable
@@ -112,7 +112,7 @@ def run_suite(suite: Suite, config: HarnessConfig | None = None, *, session: Ses
     run = SuiteRun(suite.name, dataset, table, verdict, duration_s=time.perf_counter() - started,
                    subset_of=default_size if len(dataset) != default_size else None, sampled_from=sampled_from)
     # tracking: the local record and one MLflow evaluation run (recorded in the background)
-    session.record(run, target_info=identity, traces=traces, tables=analysis.tables, figures=analysis.figures,
+    session.record(run, target_info=identity, tables=analysis.tables, figures=analysis.figures,
                    metrics=_metrics(run, analysis, outcome.stats, scored))
     session.say(f"suite '{suite.name}': {sum(r.passed for r in table.rows)}/{len(table)} cases passed, "
                 f"gate {'PASSED' if verdict.passed else 'FAILED'} ({run.duration_s:.1f}s)")
@@ -125,19 +125,6 @@ def generation_for(config: HarnessConfig, suite: Suite) -> Generation:
     """What a suite asks with: a suite's cap on answer length (decisions need a line, not 256
     tokens); every other setting is the target's own."""
     return Generation(max_tokens=min(config.max_tokens, suite.max_tokens) if suite.max_tokens is not None else None)
-
-
-def _begin_traces(session: Session, suite: Suite):
-    config = session.config
-    if not config.traces or config.replay:
-        return None
-    from harness import tracking
-
-    try:
-        return tracking.begin_traces(config.effective_tracking_uri(), config.experiment)
-    except tracking.TrackingError as exc:
-        session.say(f"suite '{suite.name}': going on without traces: {exc}")
-        return None
 
 
 def _query(session: Session, suite: Suite, dataset: Dataset, target, generation: Generation,

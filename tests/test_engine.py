@@ -24,18 +24,8 @@ def cases(n: int) -> list[Case]:
     return [Case(id=f"c{i}", messages=({"role": "user", "content": f"question {i}"},)) for i in range(n)]
 
 
-@pytest.fixture(params=[True, False], ids=["traced-path", "fast-path"], autouse=True)
-def request_path(request, monkeypatch):
-    """Every engine test runs through both ways the target sends a request: the typed method
-    (used when traces are on) and the generic fast request (traces off)."""
-    monkeypatch.setenv("HARNESS_TRACES", "true" if request.param else "false")
-
-
 def target_for(tmp_path, base_url: str, **options):
-    import os
-
-    env = {"OPENAI_BASE_URL": base_url, "HARNESS_MODEL": "stub-model",
-           "HARNESS_TRACES": os.environ["HARNESS_TRACES"]}
+    env = {"OPENAI_BASE_URL": base_url, "HARNESS_MODEL": "stub-model"}
     return build_target(load_config(tmp_path, env=env, options=options))
 
 

@@ -52,10 +52,11 @@ def check_params_metrics_tags_and_verdict(client, runs, pytester):
     assert good.data.metrics["case_pass/rate"] == 1.0
     assert bad.data.metrics["case_pass/rate"] == pytest.approx(0.2)
     assert (good.data.metrics["gate/passed"], bad.data.metrics["gate/passed"]) == (1.0, 0.0)
-    # every model call traced and linked to its run, none dropped
+    # every case traced into its run, none lost; MLflow lists it as an evaluation run
     for run in (good, bad):
-        assert run.data.metrics["traces/linked"] == len(MINI_CASES)
-        assert run.data.metrics["traces/missing"] == 0
+        assert run.data.metrics["traces/traced"] == len(MINI_CASES)
+        assert run.data.metrics["traces/lost"] == 0
+        assert run.data.tags["mlflow.runType"] == "genai_evaluate"
     traces = client.search_traces(locations=[good.info.experiment_id], run_id=good.info.run_id)
     assert len(traces) == len(MINI_CASES)
     # the run explains its own pass/fail
@@ -109,7 +110,8 @@ def test_each_run_links_only_its_own_traces_when_suites_follow_each_other(stub, 
     linked = set()
     for run in runs:
         traces = client.search_traces(locations=[experiment.experiment_id], run_id=run.info.run_id)
-        assert len(traces) == len(MINI_CASES) == run.data.metrics["traces/linked"]
+        assert len(traces) == len(MINI_CASES) == run.data.metrics["traces/traced"]
+        assert {t.info.tags["harness.suite"] for t in traces} == {run.data.tags["harness.suite"]}
         linked |= {t.info.trace_id for t in traces}
     assert len(linked) == 2 * len(MINI_CASES)  # no trace in both runs
 

@@ -60,7 +60,7 @@ def logged(tmp_path, migrated_store):
         suite="s", table=table, verdict=evaluate("s", table, [Criterion("case_pass", "rate", ">=", 0.5)]),
         dataset=Dataset("s", tmp_path / "s.jsonl", cases, digest_cases(cases)),
         target_info={"target": "test", "model": "m"}, settings={}, tracking_uri=uri,
-        experiment="runs-readers", root=tmp_path)
+        experiment="runs-readers", root=tmp_path).run_id
     return run_id, uri, table
 
 

@@ -78,7 +78,7 @@ class OpenAICompatibleTarget:
 
     def __init__(self, client: "openai.AsyncOpenAI | None", *, kind: str, model: str, temperature: float,
                  max_tokens: int, seed: int | None = None, system_prompt: str | None = None,
-                 endpoint: str | None = None, traced: bool = False, structured: str | None = None):
+                 endpoint: str | None = None, structured: str | None = None):
         self.client = client
         self.kind = kind
         self.model = model
@@ -87,7 +87,6 @@ class OpenAICompatibleTarget:
         self.seed = seed
         self.system_prompt = system_prompt
         self.endpoint = endpoint
-        self.traced = traced
         # names the per-request response_formats this target may send (e.g. the judge's verdict
         # schemas): part of its identity, so journalled free-text and structured answers never mix
         self.structured = structured
@@ -141,11 +140,7 @@ class OpenAICompatibleTarget:
                                        else response_format)
 
         async def send() -> Any:
-            if self.traced:
-                # the typed method: the one mlflow.openai.autolog traces
-                completion = await self.client.chat.completions.create(**body)
-                return completion.model_dump()
-            # the same client's generic request (auth, base URL, Azure deployment routing,
+            # the client's generic request (auth, base URL, Azure deployment routing,
             # timeouts and status errors all included) without its typed request and
             # response models: measured here, half the CPU per call (bench/throughput.py)
             raw = await self.client.post("/chat/completions", body=body, cast_to=httpx.Response)
@@ -227,7 +222,7 @@ def openai_compatible_target(config: HarnessConfig, *, connect: bool = True, loc
     return OpenAICompatibleTarget(
         client, kind=kind, model=model, temperature=config.temperature, max_tokens=config.max_tokens,
         seed=config.seed, system_prompt=config.system_prompt, endpoint=endpoint,
-        traced=config.traces and not config.replay, structured=structured)
+        structured=structured)
 
 
 # What the judge is asked with: always the same, whatever the target's settings.
@@ -236,13 +231,14 @@ JUDGE_TEMPERATURE, JUDGE_MAX_TOKENS, JUDGE_SEED = 0.0, 300, 0
 
 def judge_target(config: HarnessConfig, *, connect: bool = True, structured: str | None = None) -> OpenAICompatibleTarget:
     """The LLM judge: any OpenAI-compatible endpoint (judge_base_url, judge_api_key,
-    judge_model), greedy, with no system prompt and never traced. `structured` names the
+    judge_model), greedy, with no system prompt. Its calls get no traces of their own: its verdicts
+    reach MLflow as LLM_JUDGE assessments on the judged case's trace. `structured` names the
     verdict schemas its requests carry (part of its identity, hence of its journal's keys)."""
     client = _client(config, "openai", base_url=config.judge_base_url, api_key=config.judge_api_key) if connect else None
     return OpenAICompatibleTarget(
         client, kind="openai", model=config.judge_model or "", temperature=JUDGE_TEMPERATURE,
         max_tokens=JUDGE_MAX_TOKENS, seed=JUDGE_SEED, system_prompt=None,
-        endpoint=openai_endpoint(config.judge_base_url), traced=False, structured=structured)
+        endpoint=openai_endpoint(config.judge_base_url), structured=structured)
 
 
 def _client(config: HarnessConfig, kind: str, *, base_url: str | None, api_key: str | None):

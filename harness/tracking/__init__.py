@@ -4,7 +4,8 @@ stays fast and a broken MLflow install cannot break dataset loading or scoring.
   client.py    opening the store: TrackingError, the experiment of a run, the git commit
   runs.py      one suite run logged (and its local record), a drift check's run, runs read back;
                the one owner of the per-case table's schema and of reading baselines
-  traces.py    tracing the model calls, linking them to a run, reading a window of traces back
+  case_traces.py  a trace per case carrying its assessments (genai.evaluate's conventions)
+  traces.py    reading a window of a deployed model's traces back (drift)
   registry.py  the model registry: versions, promotion (the verdict on a version), champions
 """
 
@@ -15,9 +16,11 @@ from harness.tracking.registry import (
     promote_model_version,
     resolve_model_version,
 )
+from harness.tracking.case_traces import TraceReport
 from harness.tracking.runs import (
     RESULTS_ARTIFACT,
     VERDICT_ARTIFACT,
+    LoggedRun,
     RecordedRun,
     SuiteLogger,
     case_values,
@@ -28,11 +31,11 @@ from harness.tracking.runs import (
     score_columns,
     write_local_record,
 )
-from harness.tracking.traces import SpanRecord, TraceBatch, TraceRecord, TraceWindow, begin_traces, load_traces
+from harness.tracking.traces import SpanRecord, TraceBatch, TraceRecord, load_traces
 
 __all__ = [
-    "RESULTS_ARTIFACT", "VERDICT_ARTIFACT", "RecordedRun", "SpanRecord", "SuiteLogger",
-    "TraceBatch", "TraceRecord", "TraceWindow", "TrackingError", "begin_traces", "case_values",
+    "RESULTS_ARTIFACT", "VERDICT_ARTIFACT", "LoggedRun", "RecordedRun", "SpanRecord", "SuiteLogger",
+    "TraceBatch", "TraceRecord", "TraceReport", "TrackingError", "case_values",
     "champion_run_id", "git_commit", "load_run", "load_traces", "log_drift_run", "log_suite_run",
     "mark_model_version_failed", "promote_model_version", "read_baseline", "resolve_model_version",
     "score_columns", "write_local_record",

@@ -20,10 +20,14 @@ from harness.paths import slug
 from harness.results import ResultTable
 from harness.tracking.client import TrackingError, _experiment_id, _open_store, git_commit
 from harness.tracking.registry import champion_run_id, resolve_model_version
-from harness.tracking.traces import TraceWindow, _link_traces
+from harness.tracking.case_traces import TraceReport, write_case_traces
 from harness.version import __version__
 
 RESULTS_ARTIFACT = "eval_results.json"
+# The tag MLflow's own evaluation runs carry (mlflow/genai/evaluation/base.py): its UI lists a
+# run so tagged under the experiment's *Evaluation runs*.
+RUN_TYPE_TAG, RUN_TYPE_EVALUATION = "mlflow.runType", "genai_evaluate"
+_NOTE_FAILED_CASES = 50  # failed cases listed on the run page; the per-case table has them all
 VERDICT_ARTIFACT = "verdict.json"
 _MAX_PARAM_LEN = 500  # MLflow rejects longer param values on some stores
 
@@ -138,28 +142,55 @@ def write_local_record(directory: Path, *, suite: str, table: ResultTable, verdi
     return path
 
 
+@dataclass(frozen=True)
+class LoggedRun:
+    """A suite run as MLflow recorded it: its id, and what became of its per-case traces."""
+
+    run_id: str
+    traces: TraceReport | None = None
+
+
 def log_suite_run(*, suite: str, table: ResultTable, verdict: Verdict, dataset: Dataset,
                   target_info: Mapping[str, Any], settings: Mapping[str, Any], tracking_uri: str,
-                  experiment: str, root: Path, traces: TraceWindow | None = None,
+                  experiment: str, root: Path, trace_limit: int = 0, full_traces: bool = False,
                   metrics: Mapping[str, float] | None = None,
-                  tables: Mapping[str, Any] | None = None, figures: Mapping[str, Any] | None = None) -> str:
-    """Record one suite run; returns the run id. Raises TrackingError if MLflow fails.
-    `metrics` defaults to the table's summary; callers with more (engine figures) pass all.
-    `tables` (name -> DataFrame) and `figures` (file name -> matplotlib Figure) are suite-level
-    artifacts, such as the bias suites' per-group table and chart."""
+                  tables: Mapping[str, Any] | None = None, figures: Mapping[str, Any] | None = None) -> LoggedRun:
+    """Record one suite run as an MLflow evaluation run, with a trace per case (up to
+    `trace_limit`) carrying its assessments (tracking/case_traces.py); `full_traces` puts the
+    model call's span in each. Raises TrackingError if MLflow fails. `metrics` defaults to the
+    table's summary; callers with more (engine figures) pass all. `tables` (name -> DataFrame)
+    and `figures` (file name -> matplotlib Figure) are suite-level artifacts, such as the bias
+    suites' per-group table and chart."""
     quiet_mlflow_environment()
     with warnings.catch_warnings():
         # MLflow's own deprecation noise (SQLAlchemy, pandas) is not the user's to act on
         warnings.simplefilter("ignore")
         return _log_suite_run(suite=suite, table=table, verdict=verdict, dataset=dataset,
                               target_info=target_info, settings=settings, tracking_uri=tracking_uri,
-                              experiment=experiment, root=root, traces=traces,
+                              experiment=experiment, root=root, trace_limit=trace_limit, full_traces=full_traces,
                               metrics=dict(metrics) if metrics is not None else table.summary(),
                               tables=tables or {}, figures=figures or {})
 
 
+def run_note(verdict: Verdict, table: ResultTable, traces: TraceReport | None = None) -> str:
+    """The run page's description (Markdown): the verdict, the criteria it failed, and the
+    failed cases with their reasons, so none of it needs an artifact download."""
+    failed = [row for row in table.rows if not row.passed]
+    lines = [f"**Verdict: {'PASSED' if verdict.passed else 'FAILED'}**", "", "```", verdict.report(), "```", "",
+             f"**Failed cases: {len(failed)} of {len(table)}**" + (" (none)" if not failed else "")]
+    for row in failed[:_NOTE_FAILED_CASES]:
+        reason = "; ".join(row.failures()).replace("\n", " ")
+        lines.append(f"- `{row.case.id}`: {reason[:300]}")
+    if len(failed) > _NOTE_FAILED_CASES:
+        lines.append(f"- ... and {len(failed) - _NOTE_FAILED_CASES} more: filter the Traces tab on "
+                     f"`case_passed` = false, or read {RESULTS_ARTIFACT}")
+    if traces is not None:
+        lines += ["", f"Traces: {traces.line()}"]
+    return "\n".join(lines)
+
+
 def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tracking_uri,
-                   experiment, root, traces, metrics, tables, figures) -> str:
+                   experiment, root, trace_limit, full_traces, metrics, tables, figures) -> LoggedRun:
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
@@ -189,7 +220,8 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
             "harness.verdict": status,
             "harness.dataset_digest": dataset.digest,
             **({"harness.label": str(label)} if label else {}),
-            "mlflow.note.content": f"```\n{verdict.report()}\n```",
+            RUN_TYPE_TAG: RUN_TYPE_EVALUATION,
+            "mlflow.note.content": run_note(verdict, table),
         }
         client.log_batch(
             run_id,
@@ -208,13 +240,14 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
                 mlflow.log_table(frame, artifact_file=f"{name}.json")
             for name, figure in figures.items():
                 mlflow.log_figure(figure, name)
-        if traces is not None:
-            linked = _link_traces(client, traces, run_id)
-            attempts = sum(row.response.attempts for row in table.rows)
-            # every attempt is one client call, so one trace: fewer means traces were dropped
-            client.log_batch(run_id, metrics=[Metric("traces/linked", float(linked), now, 0),
-                                              Metric("traces/missing", float(max(0, attempts - linked)), now, 0)])
-        return run_id
+        report = None
+        if trace_limit > 0:
+            report = write_case_traces(tracking_uri, experiment_id, run_id, table.rows, suite=suite,
+                                       dataset=dataset.name, target_info=target_info,
+                                       judge=settings.get("judge_model"), full=full_traces, limit=trace_limit)
+            client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in report.metrics().items()],
+                             tags=[RunTag("mlflow.note.content", run_note(verdict, table, report))])
+        return LoggedRun(run_id, report)
     except Exception as exc:
         raise TrackingError(f"MLflow at {tracking_uri} could not record suite '{suite}': "
                             f"{type(exc).__name__}: {exc}") from exc
@@ -222,32 +255,25 @@ def _log_suite_run(*, suite, table, verdict, dataset, target_info, settings, tra
 
 class SuiteLogger:
     """Records suite runs (`log_suite_run`) off the pipeline's path, one at a time and in order,
-    so the next suite is queried and scored while MLflow writes the last one.
+    from a worker process that imports mlflow and opens the store while the first suite is
+    queried: the next suite is queried and scored while MLflow writes the last one's run and
+    traces, and on 2 cores the two overlap instead of taking turns on one interpreter lock
+    (MLflow's store spends ~10 ms of CPU per trace with its assessments)."""
 
-    `processes=True` (replays, which make no model calls and trace nothing) logs from a worker
-    process that imports mlflow and opens the store while the first suite is scored: on 2 cores
-    the two overlap instead of taking turns on one interpreter lock. Otherwise a thread does it,
-    in this process, where the traces of the calls are (it links them to the run)."""
+    def __init__(self, tracking_uri: str):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    def __init__(self, tracking_uri: str, *, processes: bool):
-        if processes:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_open_store, initargs=(tracking_uri,))
 
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_open_store, initargs=(tracking_uri,))
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-mlflow")
-
-    def submit(self, **run: Any) -> "Future[str]":
-        """`log_suite_run(**run)` later; the future's result is the run id, or raises
+    def submit(self, **run: Any) -> "Future[LoggedRun]":
+        """`log_suite_run(**run)` later; the future's result is the LoggedRun, or raises
         TrackingError (a worker that died becomes one too)."""
         return self._pool.submit(log_suite_run, **run)
 
     @staticmethod
-    def result(future: "Future[str]") -> str:
+    def result(future: "Future[LoggedRun]") -> LoggedRun:
         try:
             return future.result()
         except TrackingError:

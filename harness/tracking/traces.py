@@ -1,74 +1,14 @@
-"""Traces: each model call traced into the suite's experiment while it is queried
-(`begin_traces`), the window of those traces linked to the suite's run once it exists, and a
-deployed model's traces read back as plain data (`load_traces`, for drift)."""
+"""Traces read back: a deployed model's traces as plain data (`load_traces`, for drift). The
+harness's own per-case traces are written in case_traces.py."""
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from harness.mlflow_env import quiet_mlflow_environment
-from harness.tracking.client import TrackingError, _experiment_id
-
-
-@dataclass(frozen=True)
-class TraceWindow:
-    """Traces of the calls made since `started_ms` in one experiment: linked to the suite's run
-    once it exists (the run is created after the answers are scored)."""
-
-    experiment_id: str
-    started_ms: int
-    ended_ms: int | None = None  # set when the suite's calls are done: the next suite's are not its
-
-    def closed(self) -> "TraceWindow":
-        """The window up to now. Runs are recorded in the background while the next suite is
-        queried, so a window must end where its suite's calls ended."""
-        from dataclasses import replace
-
-        return replace(self, ended_ms=int(time.time() * 1000) + 1)
-
-
-def begin_traces(tracking_uri: str, experiment: str) -> TraceWindow:
-    """Trace each OpenAI client call (mlflow.openai.autolog) into `experiment`. Raises
-    TrackingError when the store is unreachable (the caller goes on without traces)."""
-    quiet_mlflow_environment()
-    import mlflow
-
-    try:
-        mlflow.set_tracking_uri(tracking_uri)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            experiment_id = _experiment_id(mlflow.MlflowClient(), experiment, tracking_uri)
-        mlflow.set_experiment(experiment_id=experiment_id)
-        mlflow.openai.autolog(silent=True)
-    except Exception as exc:
-        raise TrackingError(f"cannot trace into MLflow at {tracking_uri}: {type(exc).__name__}: {exc}") from exc
-    return TraceWindow(experiment_id, int(time.time() * 1000))
-
-
-def _link_traces(client, window: TraceWindow, run_id: str) -> int:
-    """Link the window's traces to the run; returns how many were found."""
-    import mlflow
-
-    mlflow.flush_trace_async_logging()
-    trace_ids: list[str] = []
-    page_token = None
-    window_filter = f"trace.timestamp_ms >= {window.started_ms}"
-    if window.ended_ms is not None:
-        window_filter += f" AND trace.timestamp_ms < {window.ended_ms}"
-    while True:
-        page = client.search_traces(
-            locations=[window.experiment_id], filter_string=window_filter,
-            max_results=500, page_token=page_token)
-        trace_ids.extend(t.info.trace_id for t in page)
-        page_token = page.token
-        if not page_token:
-            break
-    for start in range(0, len(trace_ids), 100):  # the API links at most 100 per call
-        client.link_traces_to_run(trace_ids[start:start + 100], run_id)
-    return len(trace_ids)
+from harness.tracking.client import TrackingError
 
 
 # --- reading traces back (drift of a deployed model) ----------------------------------------------
