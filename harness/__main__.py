@@ -18,12 +18,21 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness")
     commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare", help="compare two eval runs of one suite, case by case")
+    compare = commands.add_parser("compare", help="compare two eval runs of one suite, case by case; exit 1 "
+                                                  "when a metric the suite's criteria read regressed significantly",
+                                  epilog="exit status: 0 no significant regression of a criterion metric (or "
+                                         "--report-only), 1 such a regression (p < 0.05, the worse way for its "
+                                         "criterion), 2 error. Without a readable criteria file only the pass "
+                                         "rate counts, and the report says so.")
     compare.add_argument("baseline", help="MLflow run id of the baseline")
     compare.add_argument("candidate", help="MLflow run id of the candidate")
     compare.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI")
                          or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     compare.add_argument("--markdown", action="store_true", help="print Markdown (for a CI job summary)")
+    compare.add_argument("--criteria", metavar="PATH", help="the criteria file (default: the project's "
+                         "criteria_file, HARNESS_CRITERIA or [tool.harness] in ./pyproject.toml)")
+    compare.add_argument("--report-only", action="store_true",
+                         help="print the comparison and exit 0, whatever regressed")
     watch = commands.add_parser("drift", help="drift between a reference run and a current run of one suite; "
                                               "exit 1 above the thresholds (for a scheduled alert)",
                                 epilog="exit status: 0 no drift, 1 drift, 2 error, 3 trace window too small "
@@ -112,16 +121,28 @@ def _drift(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare_runs
+    """Print the comparison; exit 1 when a criterion metric regressed significantly (unless
+    --report-only), 2 when the runs cannot be read or compared."""
+    from harness.compare import compare_runs, project_criteria
     from harness.tracking import TrackingError
 
     try:
-        comparison = compare_runs(args.baseline, args.candidate, args.tracking_uri)
+        comparison = compare_runs(args.baseline, args.candidate, args.tracking_uri,
+                                  criteria=project_criteria(path=args.criteria))
     except (TrackingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(comparison.markdown() if args.markdown else comparison.text())
-    return 0
+    regressed = [r.delta.metric for r in comparison.regressions]
+    if not regressed:
+        print("exit 0: no criterion metric regressed significantly")
+        return 0
+    why = f"{', '.join(regressed)} regressed significantly (criterion metrics)"
+    if args.report_only:
+        print(f"exit 0 (--report-only): {why}")
+        return 0
+    print(f"exit 1: {why}")
+    return 1
 
 
 def _drift_verdict(report, run_id: str, experiment: str) -> int:
