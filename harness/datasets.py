@@ -4,6 +4,12 @@ Every problem is reported with the file, the line and what is wrong, and all pro
 file are collected before raising, so a curator fixes a dataset in one pass. A check may be of
 any type registered with harness.scorers.registry (the built-ins, and a user's own registered
 before the dataset is loaded); each validates its own parameters.
+
+A dataset may also be a pandas DataFrame of MLflow evaluation records (`from_frame`): an
+`inputs` column of dicts ({"question": ...} or {"messages": [...]}), optional `expectations`
+(`expected_response` is the case's expected answer), `tags`, `checks`... Each row becomes a case
+through the same validation as a JSONL line, and its problems are reported the same way, named
+by row ("row 3: ...").
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from harness.core import Case
 from harness.scorers import registry  # registers the built-in checks (imports no model)
@@ -284,3 +290,240 @@ def _parse_checks(raw: Any, case_id: str) -> list[dict[str, Any]]:
                 raise _CaseProblem(f"case {case_id!r}: checks[{i}] {label}{exc}") from None
         checks.append(dict(check))
     return checks
+
+
+# --- MLflow evaluation records (a DataFrame with inputs / expectations) -------------------------
+
+# The keys of an `inputs` dict that hold the one question a case asks (MLflow's examples use
+# "question"); "messages" holds a whole conversation instead, and "system" a system prompt.
+PROMPT_KEYS = ("question", "query", "request", "input", "prompt")
+EXPECTED_KEY = "expected_response"
+FRAME_COLUMNS = ("inputs", "expectations", "tags", "checks", "attributes", "critical")
+# What MLflow's EvaluationDataset.to_df() adds to each record, left out of a case: a suite asks
+# its own target, so a record's `outputs` are not its answers.
+MLFLOW_RECORD_COLUMNS = frozenset({"outputs", "dataset_record_id", "source", "source_type", "source_id",
+                                   "created_time", "last_update_time", "created_by", "last_updated_by"})
+# the columns whose cells are dicts or lists (or those as JSON strings), and what each holds
+_JSON_COLUMNS = {"inputs": "a dict such as {'question': ...} or {'messages': [...]}", "expectations": "a dict",
+                 "tags": "a list of strings or a dict", "checks": "a list of checks", "attributes": "a dict"}
+
+
+def inputs_digest(inputs: Mapping[str, Any]) -> str:
+    """The id of a case that has none: a digest of its MLflow-style inputs (key order aside), so
+    the same inputs get the same id in every copy and every order of a dataset."""
+    text = json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def expected_of(expectations: Any) -> str | None:
+    """The expected answer of MLflow-style expectations (their `expected_response`), or None.
+    ValueError says what is malformed."""
+    try:
+        return _expected(expectations)
+    except _CaseProblem as exc:
+        raise ValueError(str(exc)) from None
+
+
+def case_from_inputs(inputs: Any, expectations: Any = None, *, case_id: str | None = None,
+                     checks: Sequence[Mapping[str, Any]] = (), tags: Any = None, attributes: Any = None,
+                     critical: Any = False, source: str = "") -> Case:
+    """One case out of an MLflow evaluation record: `inputs` {"question": ...} (or another of
+    PROMPT_KEYS) or {"messages": [...]}, optionally with "system"; `expectations` whose
+    `expected_response` is the expected answer and whose other keys are kept in the case's
+    attributes under "expectations"; `tags` a list of strings or MLflow's {name: value} (a tag
+    `name` for a true or empty value, else `name=value`; MLflow's own `mlflow.*` tags dropped).
+    The id defaults to `inputs_digest(inputs)`. Validated as a JSONL line is; ValueError says
+    what is wrong."""
+    try:
+        return _record_case(_plain(inputs), _plain(expectations), case_id, _plain(list(checks)), _plain(tags),
+                            _plain(attributes), critical, source)
+    except _CaseProblem as exc:
+        raise ValueError(str(exc)) from None
+
+
+def from_frame(frame: Any, name: str, *, checks: Sequence[Mapping[str, Any]] | None = None,
+               id_column: str = "id", path: str | Path | None = None) -> Dataset:
+    """A dataset out of a pandas DataFrame of MLflow evaluation records, one case per row (see
+    `case_from_inputs`). Columns: `inputs` (required), `expectations`, `tags`, `checks` (the row's
+    checks; `checks` here is given to rows that have none), `attributes`, `critical`, and
+    `id_column` (default: each case's id is a digest of its inputs); a cell of the dict and list
+    columns may also be a JSON string (a CSV file, a Spark table). MLflow's own record columns
+    (MLFLOW_RECORD_COLUMNS: `outputs`, `dataset_record_id` ...) are ignored, any other column is
+    a problem. Raises DatasetError listing every problem, each named by the row's index label
+    ("row 3: ..."). `path` is what the dataset says it was read from (default
+    "dataframe/<name>"), in reports and on its MLflow runs."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"from_frame takes a pandas DataFrame, got {type(frame).__name__}")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a dataset needs a name")
+    path = Path(path) if path is not None else Path("dataframe") / name
+
+    def missing(value: Any) -> bool:
+        return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+    problems: list[str] = []
+    columns = [str(c) for c in frame.columns]
+    if len(set(columns)) != len(columns):
+        problems.append(f"duplicate column(s) {sorted({c for c in columns if columns.count(c) > 1})}")
+    unknown = set(columns) - set(FRAME_COLUMNS) - {id_column} - MLFLOW_RECORD_COLUMNS
+    if unknown:
+        problems.append(f"unknown column(s) {sorted(unknown)}; known columns are "
+                        f"{sorted(set(FRAME_COLUMNS) | {id_column})} (and MLflow's record columns, ignored)")
+    if "inputs" not in columns:
+        problems.append("no 'inputs' column: each row's inputs are a dict such as {'question': ...} or "
+                        "{'messages': [...]}")
+    default_checks: list[dict[str, Any]] = []
+    if checks is not None:
+        try:
+            default_checks = _parse_checks(_plain(list(checks)) if isinstance(checks, (list, tuple)) else checks, "")
+        except _CaseProblem as exc:
+            problems.append("the checks argument: " + str(exc).removeprefix("case '': "))
+    if "inputs" not in columns or len(set(columns)) != len(columns):
+        raise DatasetError(path, problems)  # no row can be read; other problems are reported with the rows'
+
+    cases: list[Case] = []
+    first_row_of: dict[str, Any] = {}
+    for label, row in zip(frame.index, frame.to_dict("records")):
+        label = _plain(label)
+        where = f"row {label}"
+        try:
+            cells = {}
+            for column, value in row.items():
+                if column in MLFLOW_RECORD_COLUMNS or missing(value):
+                    continue
+                cells[column] = _cell(column, value)
+            if "inputs" not in cells:
+                raise _CaseProblem("no inputs (the cell is empty)")
+            if id_column in columns:
+                if id_column not in cells:
+                    raise _CaseProblem(f"no id (the {id_column!r} cell is empty)")
+                case_id = cells[id_column]
+            else:
+                case_id = None
+            case = _record_case(cells["inputs"], cells.get("expectations"), case_id,
+                                cells.get("checks", default_checks), cells.get("tags"),
+                                cells.get("attributes"), cells.get("critical", False), f"{path}, {where}")
+        except _CaseProblem as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if case.id in first_row_of:
+            hint = "" if id_column in columns else (
+                f": the id is a digest of the inputs, so these rows ask the same; merge them, or give the "
+                f"rows an {id_column!r} column")
+            problems.append(f"{where}: duplicate id {case.id!r} (first used on row {first_row_of[case.id]}){hint}")
+            continue
+        first_row_of[case.id] = label
+        cases.append(case)
+    if not cases and not problems:
+        problems.append("no rows")
+    if problems:
+        raise DatasetError(path, problems)
+    return Dataset(name, path, tuple(cases), digest_cases(cases))
+
+
+def _plain(value: Any) -> Any:
+    """Python values out of what a DataFrame holds: numpy arrays (a list column read from
+    Parquet) and numpy scalars become lists and Python numbers; dicts and lists are copied."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return _plain(value.tolist())
+    return value
+
+
+def _cell(column: str, value: Any) -> Any:
+    if isinstance(value, str) and column in _JSON_COLUMNS:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise _CaseProblem(f"{column} must be {_JSON_COLUMNS[column]} (or one as a JSON string), got a "
+                               f"string that is not JSON ({exc.msg}): {value[:60]!r}") from None
+    return _plain(value)
+
+
+def _expected(expectations: Any) -> str | None:
+    if expectations is None:
+        return None
+    if not isinstance(expectations, Mapping):
+        raise _CaseProblem(f"expectations must be a dict such as {{{EXPECTED_KEY!r}: ...}}, got "
+                           f"{type(expectations).__name__}")
+    expected = expectations.get(EXPECTED_KEY)
+    if expected is not None and (not isinstance(expected, str) or not expected.strip()):
+        raise _CaseProblem(f"expectations[{EXPECTED_KEY!r}] must be a non-empty string, got {expected!r:.60}")
+    return expected
+
+
+def _inputs_fields(inputs: Any) -> dict[str, Any]:
+    """The JSONL fields ("input" or "messages", "system") of MLflow-style inputs."""
+    if not isinstance(inputs, Mapping):
+        raise _CaseProblem("inputs must be a dict such as {'question': ...} or {'messages': [...]}, got "
+                           f"{type(inputs).__name__}")
+    keys = sorted(map(str, inputs))
+    unknown = set(keys) - set(PROMPT_KEYS) - {"messages", "system"}
+    if unknown:
+        raise _CaseProblem(f"inputs has key(s) {sorted(unknown)} the harness cannot ask with: a case is a "
+                           f"conversation ('messages') or one question (one of {list(PROMPT_KEYS)}), "
+                           "optionally with a 'system' prompt")
+    asked = [k for k in ("messages", *PROMPT_KEYS) if k in inputs]
+    if len(asked) != 1:
+        raise _CaseProblem(f"inputs must hold exactly one of 'messages' or {list(PROMPT_KEYS)}, got {keys}")
+    fields: dict[str, Any] = {}
+    for key in ("system", *PROMPT_KEYS):
+        if key in inputs and (not isinstance(inputs[key], str) or not inputs[key].strip()):
+            raise _CaseProblem(f"inputs[{key!r}] must be a non-empty string")
+    if "system" in inputs:
+        fields["system"] = inputs["system"]
+    if asked[0] == "messages":
+        fields["messages"] = inputs["messages"]
+    else:
+        fields["input"] = inputs[asked[0]]
+    return fields
+
+
+def _tags(raw: Any) -> Any:
+    """A case's tags out of a list of strings (as they are) or MLflow's record tags {name: value}."""
+    if not isinstance(raw, Mapping):
+        return [] if raw is None else raw  # _parse_case says what is wrong with anything but a list
+    tags = []
+    for key, value in raw.items():
+        key = str(key)
+        if key.startswith("mlflow."):  # MLflow's own (mlflow.user ...)
+            continue
+        bare = value is None or value is True or (isinstance(value, str) and value.strip().lower() in ("", "true"))
+        tags.append(key if bare else f"{key}={value}")
+    return sorted(tags)
+
+
+def _record_case(inputs: Any, expectations: Any, case_id: Any, checks: Any, tags: Any, attributes: Any,
+                 critical: Any, source: str) -> Case:
+    """A case out of one MLflow-style record, through the JSONL validation (_parse_case)."""
+    record: dict[str, Any] = _inputs_fields(inputs)
+    record["id"] = inputs_digest(inputs) if case_id is None else case_id
+    expected = _expected(expectations)
+    if expected is not None:
+        record["expected"] = expected
+    if isinstance(checks, list) and expected is None and any(
+            isinstance(c, Mapping) and c.get("type") == "exact_match" for c in checks):
+        raise _CaseProblem(f"case {record['id']!r}: check 'exact_match' needs expectations[{EXPECTED_KEY!r}]")
+    record["checks"] = checks
+    record["tags"] = _tags(tags)
+    record["critical"] = critical
+    if attributes is not None and not isinstance(attributes, Mapping):
+        raise _CaseProblem(f"case {record['id']!r}: 'attributes' must be a dict")
+    attributes = dict(attributes or {})
+    others = {k: v for k, v in (expectations or {}).items() if k != EXPECTED_KEY}
+    if others:
+        if "expectations" in attributes:
+            raise _CaseProblem(f"case {record['id']!r}: attributes['expectations'] is where the other "
+                               "expectations go: rename that attribute")
+        attributes["expectations"] = others
+    record["attributes"] = attributes
+    try:
+        json.dumps(record, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise _CaseProblem(f"case {record['id']!r}: not JSON values ({exc})") from None
+    return _parse_case(record, source)
