@@ -102,16 +102,20 @@ class Session:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def dataset(self, path: str, loader: Callable[[Path], Dataset] | None = None, budget: int | None = None,
-                seed: str = "") -> tuple[Dataset, int, int | None]:
+    def dataset(self, path: str | Dataset, loader: Callable[[Path], Dataset] | None = None,
+                budget: int | None = None, seed: str = "") -> tuple[Dataset, int, int | None]:
         """The selected cases of a dataset; the size of the suite's default set (its budgeted
         sample, or the whole dataset with --harness-full), which a tag or limit selection is a
         subset of; and the whole dataset's size when the default set is a sample. `loader`
-        reads files that are not plain case JSONL (the bias suites' templates)."""
-        full_path = self.config.path(path).resolve()
-        if full_path not in self._datasets:
-            self._datasets[full_path] = (loader or load)(full_path)
-        whole = self._datasets[full_path]
+        reads files that are not plain case JSONL (the bias suites' templates); a Dataset
+        already made (from a DataFrame, an MLflow evaluation dataset) is taken as it is."""
+        if isinstance(path, Dataset):
+            whole = path
+        else:
+            full_path = self.config.path(path).resolve()
+            if full_path not in self._datasets:
+                self._datasets[full_path] = (loader or load)(full_path)
+            whole = self._datasets[full_path]
         default = whole if budget is None or self.config.full else whole.sample(budget, seed)
         sampled_from = len(whole) if len(default) != len(whole) else None
         return default.select(self.config.tags, self.config.limit), len(default), sampled_from

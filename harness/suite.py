@@ -34,7 +34,8 @@ Relation = Callable[[list[Case], list[Response], Scorer, Ask], tuple[list[Case],
 
 @dataclass(frozen=True)
 class Suite:
-    """An evaluation suite: its name (which names its criteria), its dataset file, and
+    """An evaluation suite: its name (which names its criteria), its dataset (a file, or a
+    Dataset already made, e.g. from a DataFrame or an MLflow evaluation dataset), and
     optionally a per-case scorer (default: every check of the case, `harness.scorers.score_case`),
     a loader for files that are not plain case JSONL, a suite-level analysis (table ->
     SuiteAnalysis: metrics, tables, figures), a cap on answer length, a relation between cases
@@ -42,7 +43,7 @@ class Suite:
     `full` in the config asks all)."""
 
     name: str
-    dataset: str
+    dataset: str | Dataset
     scorer: Scorer | None = None
     loader: Callable[[Path], Dataset] | None = None
     analysis: Callable[[ResultTable], SuiteAnalysis] | None = None
@@ -53,6 +54,8 @@ class Suite:
     def __post_init__(self) -> None:
         if not self.name or not self.dataset:
             raise ValueError("a suite needs a name and a dataset")
+        if isinstance(self.dataset, Dataset) and self.loader is not None:
+            raise ValueError("a suite given a Dataset has no file for a loader to read")
         if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
                                         or self.budget < 1):
             raise ValueError("a suite's budget must be a positive number of cases")

@@ -78,8 +78,6 @@ def test_a_suite_and_its_run_survive_pickling(tmp_path, stub, migrated_store):
     and the run, with its table and verdict, unchanged by pickling."""
     uri = _project(tmp_path, migrated_store)
     server = stub(answer_table(BAD_ANSWERS))
-    # traces off in this process: tracing turns on openai autolog and sets MLflow's active
-    # experiment, process-wide, which would leak into the tests after this one
     config = load_config(tmp_path, env={"OPENAI_BASE_URL": server.base_url, "HARNESS_MODEL": "stub-model",
                                         "MLFLOW_TRACKING_URI": uri, "HARNESS_MAX_RETRIES": "1",
                                         "HARNESS_TRACES": "false"})
@@ -93,6 +91,31 @@ def test_a_suite_and_its_run_survive_pickling(tmp_path, stub, migrated_store):
     assert [r.scores for r in copy.table.rows] == [r.scores for r in run.table.rows]
     assert copy.by_id.keys() == run.by_id.keys() and copy.run_id == run.run_id is not None
     assert {body["max_tokens"] for body in server.requests} == {64}  # the suite's cap reached the endpoint
+
+
+def test_a_dataframe_of_mlflow_evaluation_records_is_a_suites_dataset(tmp_path, stub, migrated_store):
+    """inputs/expectations rows (MLflow's evaluation-set shape) made into a Dataset run as a
+    suite: asked, scored, gated and logged with their traces like a JSONL file's cases."""
+    import mlflow
+    import pandas as pd
+
+    from harness.datasets import from_frame
+
+    uri = _project(tmp_path, migrated_store)
+    server = stub(answer_table(GOOD_ANSWERS))
+    frame = pd.DataFrame([{"id": c["id"], "inputs": {"question": c["input"]},
+                           "expectations": {"expected_response": c.get("expected")}, "checks": c["checks"]}
+                          for c in MINI_CASES])
+    config = load_config(tmp_path, env={"OPENAI_BASE_URL": server.base_url, "HARNESS_MODEL": "stub-model",
+                                        "MLFLOW_TRACKING_URI": uri, "HARNESS_MAX_RETRIES": "1"})
+    run = run_suite(Suite("mini", from_frame(frame, "mini-frame")), config)
+    assert run.verdict.passed and len(run.table) == len(MINI_CASES)
+    assert {r.case.id for r in run.table.rows} == {c["id"] for c in MINI_CASES}
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    traces = client.search_traces(locations=[client.get_run(run.run_id).info.experiment_id], run_id=run.run_id)
+    assert len(traces) == len(MINI_CASES)
+    with pytest.raises(ValueError, match="no file for a loader"):
+        Suite("mini", from_frame(frame, "mini-frame"), loader=lambda path: None)
 
 
 def test_a_suite_rejects_a_bad_budget():

@@ -307,6 +307,13 @@ def test_bias_gate_fails_on_a_model_that_treats_one_group_worse(stub, bias_proje
     assert run.data.tags["harness.verdict"] == "failed"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"bias_by_group.json", "bias_selection_rate.png"} <= artifacts
+    # each case's decision is on its trace: `approved` 1/0 with the decision read from the answer
+    traces = client.search_traces(locations=[run.info.experiment_id], run_id=run.info.run_id, max_results=500)
+    approved = {t.info.tags["harness.case_id"]: next(a for a in t.info.assessments if a.name == "approved")
+                for t in traces}
+    assert len(approved) == run.data.metrics["n_cases"]
+    assert {a.value for a in approved.values()} == {0.0, 1.0}
+    assert {a.rationale for a in approved.values()} <= {"approve", "deny"}
 
 
 def test_bias_gate_passes_on_a_model_that_decides_on_the_facts(stub, bias_project):

@@ -233,6 +233,11 @@ def test_the_gate_passes_a_robust_model_and_fails_a_brittle_one(robust_project, 
     path = client.download_artifacts(failed.info.run_id, "robustness_smallest_flips.json")
     flips = json.loads(Path(path).read_text())
     assert flips["data"] and "change" in flips["columns"]
+    # each flip is on its case's trace, as a failed `invariant` feedback saying what flipped
+    traces = client.search_traces(locations=[experiment.experiment_id], run_id=failed.info.run_id, max_results=500)
+    invariant = [a for t in traces for a in t.info.assessments if a.name == "invariant"]
+    assert invariant and any(a.value is False and "outcome flipped" in a.rationale for a in invariant)
+    assert len(traces) == failed.data.metrics["traces/traced"]
 
 
 def test_a_replay_reproduces_the_run_and_its_shrinking_without_model_calls(robust_project, stub):
@@ -252,6 +257,11 @@ def test_a_replay_reproduces_the_run_and_its_shrinking_without_model_calls(robus
     assert replayed.data.metrics["engine/followup_reused"] == original.data.metrics["engine/followup_calls"] > 0
     for name in ("invariance/rate", "robustness/smallest_flips", "invariance/typos"):
         assert replayed.data.metrics[name] == original.data.metrics[name]
+    # a replay makes no calls but its cases still get (minimal) traces with their assessments
+    traces = client.search_traces(locations=[experiment.experiment_id], run_id=replayed.info.run_id, max_results=500)
+    assert len(traces) == replayed.data.metrics["traces/traced"] > 0
+    assert all(len(t.data.spans) == 1 for t in traces)
+    assert all(any(a.name == "case_passed" for a in t.info.assessments) for t in traces)
 
 
 def test_an_unknown_perturbation_kind_is_refused():
