@@ -439,6 +439,15 @@ def test_quality_judge_through_pytest_scores_explains_and_agrees(stub, make_eval
     assert "matches the reference" in verdicts["capital"]["rationale"]
     assert verdicts["grass"]["judge_correct"] is True and verdicts["grass"]["offline_pass"] is False
     assert verdicts["planet"]["steering"] is True and verdicts["planet"]["correctness"] == 1
+    # each verdict on its case's trace: an LLM_JUDGE feedback from the judge's model, with its reason
+    traces = client.search_traces(locations=[judged_run.info.experiment_id], run_id=judged_run.info.run_id)
+    judged = {t.info.tags["harness.case_id"]: {a.name: a for a in t.info.assessments} for t in traces}
+    assert judged["capital"]["judge_correct"].value is True and judged["add"]["judge_correct"].value is False
+    assert (judged["add"]["judge_correct"].source.source_type, judged["add"]["judge_correct"].source.source_id) \
+        == ("LLM_JUDGE", "judge-m")
+    assert "contradicts the reference" in judged["add"]["judge_correct"].rationale
+    assert judged["capital"]["judge_correctness"].value == 5
+    assert judged["add"]["regex"].source.source_type == "CODE"
 
     # a judge endpoint that fails: bounded retries, then a recorded failure, never a pass
     broken = stub(lambda messages: Fault(status=500))
