@@ -33,11 +33,25 @@ for run in runs:
         problems.append(f"{suite}: table has {len(table['data'])} rows for {n_cases} cases")
     if run.data.metrics.get("error/rate") != 0.0:
         problems.append(f"{suite}: the embedded model failed to answer some cases")
-    if run.data.metrics.get("traces/missing", 1) != 0:
-        problems.append(f"{suite}: traces missing")
-    calls = run.data.metrics.get("engine/calls", 0) + run.data.metrics.get("engine/followup_calls", 0)
-    if run.data.metrics.get("traces/linked") != calls:  # none lost, none of another suite's
-        problems.append(f"{suite}: {run.data.metrics.get('traces/linked')} traces linked for {calls:g} calls")
+    # a trace per row of the table (up to the trace limit), each carrying its case's evaluation
+    if run.data.metrics.get("traces/lost", 1) != 0:
+        problems.append(f"{suite}: traces lost")
+    traced = run.data.metrics.get("traces/traced", 0) + run.data.metrics.get("traces/sampled_out", 0)
+    if traced != len(table["data"]):
+        problems.append(f"{suite}: {traced:g} traces traced or sampled out for {len(table['data'])} rows")
+    traces, token = [], None
+    while True:
+        page = client.search_traces(locations=[experiment.experiment_id], run_id=run.info.run_id,
+                                    max_results=500, page_token=token, include_spans=False)
+        traces += page
+        token = page.token
+        if not token:
+            break
+    if len(traces) != run.data.metrics.get("traces/traced"):  # none lost, none of another suite's
+        problems.append(f"{suite}: {len(traces)} traces in MLflow, {run.data.metrics.get('traces/traced')} written")
+    if any(t.info.tags.get("harness.suite") != suite
+           or not any(a.name == "case_passed" for a in t.info.assessments) for t in traces):
+        problems.append(f"{suite}: a trace without its suite tag or its case_passed feedback")
     print(f"smoke: suite {suite}: {n_cases} cases, case_pass/rate="
           f"{run.data.metrics['case_pass/rate']:.2f}, verdict {verdict}, run {run.info.run_id}")
 if verdicts and (status == 0) != all(v == "passed" for v in verdicts):
