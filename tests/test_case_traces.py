@@ -83,13 +83,20 @@ def test_every_case_trace_carries_its_checks_expectation_and_run(store, tmp_path
 
 
 def test_an_endpoint_error_is_an_error_trace_and_an_error_feedback_never_a_pass(store, tmp_path):
-    errored = CaseResult(Case(id="e", messages=({"role": "user", "content": "hi"},),
-                              checks=({"type": "contains", "value": "hello"},)),
-                         Response("", 2.0, error="HTTP 500: boom", attempts=3), {})
+    from harness.scorers import score_case
+
+    case = Case(id="e", messages=({"role": "user", "content": "hi"},), checks=({"type": "contains", "value": "hello"},))
+    errored = ResultTable.build([case], [Response("", 2.0, error="HTTP 500: boom", attempts=3)], score_case).rows[0]
+    unscored = CaseResult(Case(id="u", messages=case.messages, checks=case.checks),
+                          Response("", 1.0, error="connection failed", attempts=2), {})
     ok = CaseResult(Case(id="ok", messages=({"role": "user", "content": "hi"},)), Response("hello", 0.1),
                     {"contains": Score("contains", 1.0, True)})
-    logged = _log(store, tmp_path, ResultTable([errored, ok]))
-    trace = _traces(store, logged.run_id)["e"]
+    logged = _log(store, tmp_path, ResultTable([errored, unscored, ok]))
+    traces = _traces(store, logged.run_id)
+    # one feedback per check, the error in place of a value (no second, plain False one)
+    assert sorted(a.name for a in traces["e"].info.assessments) == ["case_passed", "contains"]
+    assert _feedback(traces["u"])["contains"].error.error_code == "ENDPOINT_ERROR"  # from the case's checks
+    trace = traces["e"]
     assert trace.info.state.value == "ERROR"
     root = next(s for s in trace.data.spans if s.parent_id is None)
     assert root.status.status_code.value == "ERROR" and "HTTP 500" in root.status.description

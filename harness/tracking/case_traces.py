@@ -174,15 +174,21 @@ def _assessments(row: CaseResult, run_id: str, span_id: str, *, dataset: str, ju
     if row.case.expected is not None:
         out.append(Expectation(name=EXPECTED_RESPONSE, value=row.case.expected, span_id=span_id, metadata=metadata,
                                source=AssessmentSource(source_type="HUMAN", source_id=dataset)))
+    failed_by_error: set[str] = set()
     if not row.response.ok:
+        # the checks an unanswered case failed carry the error, not a value: never a pass, and
+        # MLflow leaves them out of its means instead of counting a 0 the model never earned
         error = AssessmentError(error_code="ENDPOINT_ERROR",
                                 error_message=f"no answer after {row.response.attempts} attempt(s): "
                                               f"{row.response.error}")
-        checks = {str(check.get("type", "check")) for check in row.case.checks} or {"answer"}
-        for name in sorted(checks):
+        failed_by_error = {s.name for s in row.scores.values() if s.passed is False}
+        names = failed_by_error or {str(check.get("type", "check")) for check in row.case.checks} or {"answer"}
+        for name in sorted(names):
             out.append(Feedback(name=name, error=error, span_id=span_id, metadata=metadata,
                                 source=AssessmentSource(source_type="CODE", source_id=name)))
     for score in row.scores.values():
+        if score.name in failed_by_error:
+            continue
         if score.source == "judge":
             source = AssessmentSource(source_type="LLM_JUDGE", source_id=judge or "judge")
         elif score.source == "human":
