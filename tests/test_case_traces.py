@@ -94,7 +94,7 @@ def test_an_endpoint_error_is_an_error_trace_and_an_error_feedback_never_a_pass(
     logged = _log(store, tmp_path, ResultTable([errored, unscored, ok]))
     traces = _traces(store, logged.run_id)
     # one feedback per check, the error in place of a value (no second, plain False one)
-    assert sorted(a.name for a in traces["e"].info.assessments) == ["case_passed", "contains"]
+    assert sorted(a.name for a in traces["e"].info.assessments) == ["case_passed", "contains", "latency_s"]
     assert _feedback(traces["u"])["contains"].error.error_code == "ENDPOINT_ERROR"  # from the case's checks
     trace = traces["e"]
     assert trace.info.state.value == "ERROR"
