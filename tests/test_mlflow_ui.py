@@ -1,7 +1,14 @@
-"""End to end, as users see it: two real harness runs of one suite, a real `mlflow server` on
-their store, and the MLflow UI in headless Chromium. Both runs must be listed in the harness's
-experiment with their `case_pass/rate`, and the compare view must show the two runs side by
-side with that metric's two values.
+"""End to end, as users see it: two real harness runs of one suite (traces on, as by default), a
+real `mlflow server` on their store, and MLflow's GenAI experiment view in headless Chromium:
+
+1. *Evaluation runs* lists both runs as evaluation runs, with their `case_pass/rate`;
+2. a run's *Traces* tab has one row per case with a score column per check (each check's pass or
+   fail, `case_passed`, the expected response) and the case id (`harness.case_id`), as MLflow
+   recorded them;
+3. *compare to* the other run lines the cases up, both runs' values in every column, marks each
+   case that regressed and shows each column's change (`case_passed` -80%);
+4. the filter `case_passed` = False leaves exactly the failed cases;
+5. ticking two runs in *Evaluation runs* and *Actions* > *Compare* shows the same comparison.
 
 Run with `pytest tests -m e2e`. Needs Debian's `chromium` and `chromium-driver`
 (`.ci/install-browser`) and selenium (the `test` extra). Without them the test skips, unless
@@ -24,17 +31,30 @@ from pathlib import Path
 
 import pytest
 
+from harness.tracking.case_traces import CASE_ID_TAG, CASE_PASSED, EXPECTED_RESPONSE
+
 pytestmark = pytest.mark.e2e
 
 EXPERIMENT = "mini-evals"  # the experiment the eval_project fixture's pyproject names
 METRIC = "case_pass/rate"
-METRIC_SAME = "contains/rate"  # 1 in both runs (both answer "Paris"): "show diff only" hides it
+CHECKS = ("contains", "exact_match", "json", "length", "list_items", "regex")  # the mini suite's checks
+FAILED = ["add", "json", "list", "one-word"]  # the cases BAD_ANSWERS fails
+# the traces table's column ids (mlflow/server/js: `<name>_assessment_column`, `tags:<key>` ...)
+CASE_ID_COL = f"tags:{CASE_ID_TAG}"
+EXPECTED_COL = f"{EXPECTED_RESPONSE}_expectation_column"
 WAIT_S = 90  # explicit waits: generous, the machine is slow and shared
 SERVER_START_S = 180  # `mlflow server` imports a lot; ~40 s on 2 busy cores
 WINDOW = (1400, 900)
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-dev-shm-usage", "--hide-scrollbars",
                  f"--window-size={WINDOW[0]},{WINDOW[1]}")
+# what MLflow's UI keeps in localStorage: no assistant panel, no first-visit popovers
+QUIET_UI = {"mlflow.assistant.panelOpen_v1": "false", "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+            "mlflow.detectIssues.guidanceShown_v1": "true"}
+
+
+def _column(name: str) -> str:
+    return f"{name}_assessment_column"
 
 
 @pytest.fixture(scope="session")  # session scope: checked before the (session) store template
@@ -112,14 +132,15 @@ def mlflow_server(browser_tools, eval_project, tmp_path):
 
 
 @pytest.fixture
-def two_runs(stub, eval_project, monkeypatch):
+def two_runs(stub, eval_project):
     """Two real harness runs of the `mini` suite into the store: a baseline that answers every
-    case right and a candidate that gets four of five wrong. Returns (experiment, [runs])."""
+    case right and a candidate that gets four of five wrong. Returns the experiment, the two
+    runs, and what MLflow recorded on each run's traces: run id -> case id -> {assessment name:
+    value} (each check's pass as a bool, case_passed, the expected response)."""
     import mlflow
-    from mini_project import BAD_ANSWERS, GOOD_ANSWERS
+    from mini_project import BAD_ANSWERS, GOOD_ANSWERS, MINI_CASES
     from stub_server import answer_table
 
-    monkeypatch.setenv("HARNESS_TRACES", "false")  # traces are not under test here; saves time
     base = eval_project(stub(answer_table(GOOD_ANSWERS)).base_url, "--harness-label", "baseline")
     assert base.ret == 0, base.stdout.str()
     cand = eval_project(stub(answer_table(BAD_ANSWERS)).base_url, "--harness-label", "candidate")
@@ -128,10 +149,19 @@ def two_runs(stub, eval_project, monkeypatch):
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert [r.data.tags.get("harness.label") for r in runs] == ["baseline", "candidate"]
-    # the values the UI must show, as MLflow recorded them
+    assert [r.data.tags.get("mlflow.runType") for r in runs] == ["genai_evaluate"] * 2
     assert [r.data.metrics[METRIC] for r in runs] == [1.0, 0.2]
-    assert [r.data.metrics[METRIC_SAME] for r in runs] == [1.0, 1.0]
-    return experiment, runs
+    recorded = {}
+    for run in runs:
+        traces = client.search_traces(locations=[experiment.experiment_id], run_id=run.info.run_id,
+                                      include_spans=False)
+        recorded[run.info.run_id] = {t.info.tags[CASE_ID_TAG]: {a.name: a.value for a in t.info.assessments}
+                                     for t in traces}
+    base_cases, cand_cases = (recorded[r.info.run_id] for r in runs)
+    assert set(base_cases) == set(cand_cases) == {c["id"] for c in MINI_CASES}
+    assert [c for c, v in sorted(base_cases.items()) if not v[CASE_PASSED]] == []
+    assert [c for c, v in sorted(cand_cases.items()) if not v[CASE_PASSED]] == FAILED
+    return experiment, runs[0], runs[1], recorded
 
 
 @pytest.fixture
@@ -166,111 +196,238 @@ def _screenshot(driver, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text.strip())
-    except (AttributeError, ValueError):
-        return None
+# The GenAI traces table: one [role=row] per case; each cell's style names its column
+# (`flex: ... var(--col-<column id>-size)`); with *compare to* a cell holds one value per run,
+# this run's first. Returns, per row, column id -> the cell's lines, and under "arrows" the
+# visible change arrows of each assessment cell, as angles: 45 (down: this run is worse than
+# the other), -45 (up).
+_TRACE_ROWS_JS = """
+return [...document.querySelectorAll('[role="row"]')]
+  .filter(r => !r.classList.contains('table-isHeader'))
+  .map(r => {
+    const row = {arrows: {}};
+    for (const cell of r.querySelectorAll('[role="cell"]')) {
+      const m = /--col-(.+?)-size\\)/.exec(cell.getAttribute('style') || '');
+      if (!m) continue;
+      const id = m[1].replace(/\\\\(.)/g, '$1');
+      const link = cell.querySelector('a');
+      row[id] = id === 'request' && link ? [link.textContent.trim()]
+        : cell.innerText.split('\\n').map(s => s.trim()).filter(Boolean);
+      row.arrows[id] = [...cell.querySelectorAll('span.anticon')]
+        .filter(a => !a.closest('[data-state]') && getComputedStyle(a).visibility === 'visible')
+        .map(a => new DOMMatrix(getComputedStyle(a).transform))
+        .filter(t => !t.isIdentity)
+        .map(t => Math.round(Math.atan2(t.b, t.a) * 180 / Math.PI));
+    }
+    return row;
+  })
+  .filter(row => Object.keys(row).length > 1);
+"""
 
-
-# The compare view's metrics table is two react-virtualized grids: metric names on the left,
-# one value column per run on the right, rows matched by their offset. Returns the values in
-# the metric's row, left to right, or null while the row is not rendered.
-_COMPARE_ROW_JS = """
-const link = [...document.querySelectorAll('a[title="Plot chart"]')]
-  .find(a => a.textContent.trim() === arguments[0]);
-if (!link) return null;
-const cell = link.closest('div[style*="position: absolute"]');
-const grids = [...document.querySelectorAll('.ReactVirtualized__Grid')];
-const values = grids[grids.indexOf(cell.closest('.ReactVirtualized__Grid')) + 1];
-if (!values) return null;
-return [...values.querySelectorAll('div[style*="position: absolute"]')]
-  .filter(c => c.style.top === cell.style.top)
-  .sort((a, b) => parseFloat(a.style.left) - parseFloat(b.style.left))
-  .map(c => c.textContent.trim());
+# One row of the *Evaluation runs* table (found by its checkbox, which carries the run id):
+# the run name, and header -> cell text for the other columns.
+_EVAL_RUN_ROW_JS = """
+const box = document.querySelector(`[data-testid="eval-runs-table-cell-checkbox-${arguments[0]}"]`);
+const row = box && box.closest('[role="row"]');
+const header = document.querySelector('[role="row"].table-isHeader');
+if (!row || !header) return null;
+const names = [...header.querySelectorAll('[role="columnheader"]')].map(h => h.textContent.trim());
+const cells = [...row.querySelectorAll('[role="cell"]')];
+const out = {};
+names.forEach((name, i) => { if (name && cells[i]) out[name] = cells[i].textContent.trim(); });
+const link = row.querySelector('a[data-component-id="mlflow.eval-runs.run-name-cell"]');
+out['Run Name'] = link ? link.textContent.trim() : null;
+return out;
 """
 
 
-def test_two_eval_runs_are_listed_and_compared_in_the_mlflow_ui(browser_tools, mlflow_server, two_runs,
-                                                                browser, tmp_path):
+def _lines(driver, xpath: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [line.strip() for e in driver.find_elements(By.XPATH, xpath)
+            for line in e.get_attribute("innerText").split("\n") if line.strip()]
+
+
+def test_eval_runs_traces_compare_to_and_failed_cases_in_the_mlflow_ui(mlflow_server, two_runs, browser, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    experiment, runs = two_runs
-    base, cand = runs
-    expected = {r.info.run_id: r.data.metrics[METRIC] for r in runs}
+    experiment, base, cand, recorded = two_runs
+    eid = experiment.experiment_id
+    mine, theirs = recorded[cand.info.run_id], recorded[base.info.run_id]
     url = mlflow_server.wait_ready()
-
-    # the artifacts resolve through the server (the per-case table the docs point users to)
-    for run in runs:
-        query = urllib.parse.urlencode({"run_id": run.info.run_id})
-        with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/artifacts/list?{query}", timeout=30) as resp:
-            listed = {f["path"] for f in json.load(resp).get("files", [])}
-        assert {"eval_results.json", "verdict.json"} <= listed, listed
-
     wait = WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
 
-    def texts(selector: str) -> list[str]:
-        return [e.get_attribute("textContent").strip() for e in browser.find_elements(By.CSS_SELECTOR, selector)]
+    def shown(verdict: dict, name: str) -> str:
+        """How the traces table shows an assessment: True / False, `null` where the case has none."""
+        return str(verdict[name]) if name in verdict else "null"
+
+    def passing(cases: dict) -> int:
+        """The percentage of passed cases, as the column headers show it."""
+        return round(100 * sum(bool(v[CASE_PASSED]) for v in cases.values()) / len(cases))
+
+    def trace_rows() -> dict[str, dict]:
+        """The traces table's rows by case id (the `harness.case_id` column, once shown)."""
+        return {(r.get(CASE_ID_COL) or [None])[0]: r for r in browser.execute_script(_TRACE_ROWS_JS)}
+
+    def click(xpath: str, what: str):
+        wait.until(lambda d: d.find_element(By.XPATH, xpath).is_displayed(), f"{what} not shown")
+        browser.find_element(By.XPATH, xpath).click()
+
+    def choose(trigger: str, option: str):
+        """Open a dropdown (an XPath) and pick the option with this text."""
+        click(trigger, f"dropdown {trigger}")
+        click(f"//*[@role='option'][normalize-space(.)='{option}' or .//*[normalize-space(text())='{option}']]",
+              f"option {option!r}")
+
+    def set_column(name: str, on: bool):
+        """Tick or untick a column in the traces table's *Columns* dropdown (open)."""
+        option = f"//*[@role='option'][.//*[normalize-space(text())='{name}']]"
+        element = wait.until(lambda d: d.find_element(By.XPATH, option), f"column {name!r} not offered")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        box = element.find_element(By.CSS_SELECTOR, "input[type=checkbox]")
+        if box.is_selected() != on:
+            element.click()
+        wait.until(lambda d: d.find_element(By.XPATH, option).find_element(
+            By.CSS_SELECTOR, "input[type=checkbox]").is_selected() == on, f"column {name!r} not toggled")
+
+    def rest():
+        """The pointer onto the page title: no hover highlight or tooltip in a screenshot."""
+        ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h2")).perform()
+
+    def narrow_columns():
+        """Request and Response columns dragged narrower, as a user would, so that every check
+        fits in the screenshots; the pointer then rests on the title."""
+        for title, width in (("Request", 170), ("Response", 200)):
+            header = browser.find_element(By.XPATH, f"//*[@role='columnheader'][.//*[@title='{title}']]")
+            by = width - round(header.rect["width"])
+            if abs(by) > 10:
+                ActionChains(browser).click_and_hold(header.find_element(
+                    By.CSS_SELECTOR, '[aria-label="Resize Column"]')).move_by_offset(by, 0).release().perform()
+        rest()
 
     try:
-        # keep the assistant side panel closed: it would cover half of every screenshot
         browser.get(f"{url}/health")
-        browser.execute_script("localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
-                               "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');")
+        browser.execute_script("for (const [k, v] of Object.entries(arguments[0])) localStorage.setItem(k, v);",
+                               QUIET_UI)
 
-        # 1. The experiment's runs table lists both runs (rows keyed by run id) ...
-        browser.get(f"{url}/#/experiments/{experiment.experiment_id}/runs")
-        for run in runs:
-            wait.until(lambda d, run=run: texts(
-                f'[row-id="{run.info.run_id}"] a[href$="/runs/{run.info.run_id}"]') == [run.info.run_name],
-                f"run {run.info.run_name!r} not listed in the runs table")
-        wait.until(lambda d: "2 matching runs" in d.find_element(By.TAG_NAME, "body").text,
-                   "the runs table does not count 2 runs")
-        # ... and, once the user adds the metric's column, its value for each run
-        browser.find_element(By.CSS_SELECTOR, '[data-testid="column-selection-dropdown"]').click()
-        search = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[placeholder="Search columns"]'))
-        search.send_keys(METRIC)
-        node = (f'//*[@data-testid="column-selector-tree"]//div[contains(@class, "tree-treenode")]'
-                f'[normalize-space(.)="{METRIC}"]//span[contains(@class, "tree-checkbox")]')
-        wait.until(lambda d: d.find_element(By.XPATH, node)).click()
-        search.send_keys(Keys.ESCAPE)
-        column = f'[col-id="metrics.`{METRIC}`"]'
-        for run_id, value in expected.items():
-            wait.until(lambda d, run_id=run_id, value=value: [_number(t) for t in texts(
-                f'[row-id="{run_id}"] {column}')] == [pytest.approx(value, abs=1e-3)],
-                f"{METRIC} = {value} not shown for run {run_id}")
-        _screenshot(browser, tmp_path, "mlflow-experiment.png")
+        # 1. Evaluation runs: both runs, as evaluation runs, with their case_pass/rate
+        browser.get(f"{url}/#/experiments/{eid}/evaluation-runs")
+        for run in (base, cand):
+            row = wait.until(lambda d, run=run: d.execute_script(_EVAL_RUN_ROW_JS, run.info.run_id),
+                             f"run {run.info.run_name!r} not listed under Evaluation runs")
+            assert row["Run Name"] == run.info.run_name
+            assert row["Type"] == "Eval", row
+            assert float(row[METRIC]) == pytest.approx(run.data.metrics[METRIC]), row
+        assert "Evaluation runs" in _lines(browser, "//h2")
+        wait.until(lambda d: d.find_element(
+            By.CSS_SELECTOR, '[data-component-id="mlflow.eval-runs.table-refresh-button"]').is_enabled())
+        _screenshot(browser, tmp_path, "mlflow-eval-runs.png")
 
-        # 2. The compare view of the two runs: both runs, and the metric with both values
-        ids = urllib.parse.quote(json.dumps([base.info.run_id, cand.info.run_id]))
-        exps = urllib.parse.quote(json.dumps([experiment.experiment_id]))
-        browser.get(f"{url}/#/compare-runs?runs={ids}&experiments={exps}")
-        wait.until(lambda d: "Comparing 2 Runs from 1 Experiment" in d.find_element(By.TAG_NAME, "body").text,
-                   "the compare view did not open")
-        for run in runs:
-            wait.until(lambda d, run=run: run.info.run_id in d.find_element(By.TAG_NAME, "body").text
-                       and run.info.run_name in d.find_element(By.TAG_NAME, "body").text,
-                       f"the compare view does not show run {run.info.run_name!r}")
-        # its columns follow the run ids in the URL: baseline, then candidate
-        wait.until(lambda d: [_number(v) for v in d.execute_script(_COMPARE_ROW_JS, METRIC) or []]
-                   == [pytest.approx(expected[base.info.run_id], abs=1e-3),
-                       pytest.approx(expected[cand.info.run_id], abs=1e-3)],
-                   f"the compare view does not show {METRIC} for both runs")
-        assert browser.execute_script(_COMPARE_ROW_JS, METRIC_SAME) == ["1", "1"]
-        # "show diff only" keeps what differs between the runs and hides what does not
-        for section in ("Parameters", "Metrics"):
-            browser.find_element(By.CSS_SELECTOR, f'button[aria-label="{section} - Show diff only"]').click()
-        wait.until(lambda d: d.execute_script(_COMPARE_ROW_JS, METRIC_SAME) is None,
-                   f"'show diff only' did not hide {METRIC_SAME}")
-        assert browser.execute_script(_COMPARE_ROW_JS, METRIC) is not None
-        assert "config.label" in browser.find_element(By.TAG_NAME, "body").text
-        details = browser.find_element(By.XPATH, "//*[normalize-space(text())='Run details']")
-        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", details)
-        shot = _screenshot(browser, tmp_path, "mlflow-compare.png")
+        # 2. Clicking the candidate's name shows its cases beside the list; its ↗ opens the run
+        click(f"//a[@data-component-id='mlflow.eval-runs.run-name-cell'][normalize-space(.)='{cand.info.run_name}']",
+              "the candidate's name")
+        wait.until(lambda d: f"selectedRunUuid={cand.info.run_id}" in d.current_url
+                   and f"{len(mine)} of {len(mine)}" in _lines(d, "//*[contains(text(), ' of ')]"),
+                   "the candidate's traces are not shown beside the runs list")
+        href = browser.find_element(By.CSS_SELECTOR, f'a[href$="/runs/{cand.info.run_id}/evaluations"]')
+        run_page = href.get_attribute("href")
+        browser.get(run_page)  # the link opens a new tab; same page here
+        compare_buttons = '//button[@data-component-id="mlflow.evaluations_review.table_ui.compare_to_run_button"]'
+        wait.until(lambda d: len(d.find_elements(By.XPATH, compare_buttons)) == 2, "the run page has no 'compare to'")
+        wait.until(lambda d: len(d.execute_script(_TRACE_ROWS_JS)) == len(mine), "the run's traces are not listed")
+        browser.find_element(By.CSS_SELECTOR, '[data-component-id="mlflow_header.toggle_sidebar_button"]').click()
+
+        # 3. Its traces: a row per case, a column per check; the case id and every check shown
+        click('//button[@data-testid="column-selector-button"]', "Columns")
+        set_column(CASE_ID_TAG, True)
+        for check in CHECKS:
+            set_column(check, True)
+        for base_column in ("Trace ID", "Tokens", "Execution time", "State"):  # room for the checks
+            set_column(base_column, False)
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        wanted = {CASE_ID_COL, EXPECTED_COL, _column(CASE_PASSED), *map(_column, CHECKS)}
+        wait.until(lambda d: set(trace_rows()) == set(mine) and all(wanted <= set(r) for r in trace_rows().values()),
+                   "the traces table does not show a row per case with the case id and every check")
+        narrow_columns()
+        rows = trace_rows()
+        for case, verdict in mine.items():
+            for name in (CASE_PASSED, *CHECKS):
+                assert rows[case][_column(name)] == [shown(verdict, name)], (case, name, rows[case])
+            assert rows[case][EXPECTED_COL], (case, rows[case])
+        assert rows["add"][EXPECTED_COL] == ["12"] and rows["add"][_column("regex")] == ["False"]
+        assert rows["capital"][_column(CASE_PASSED)] == ["True"]
+        _screenshot(browser, tmp_path, "mlflow-run-traces.png")
+
+        # 4. compare to the baseline: cases lined up, both runs' values, regressions, deltas
+        choose(f"({compare_buttons})[2]", base.info.run_name)
+        wait.until(lambda d: f"compareToRunUuid={base.info.run_id}" in d.current_url, "compare to did not apply")
+        wait.until(lambda d: set(trace_rows()) == set(mine)
+                   and all(len(r.get(_column(CASE_PASSED), ())) == 2 for r in trace_rows().values()),
+                   "the compare view does not line up both runs' cases")
+        rows = trace_rows()
+        for case in mine:
+            row = rows[case]
+            assert row[CASE_ID_COL] == [case, case], row  # the same case on both sides
+            for name in (CASE_PASSED, *CHECKS):
+                assert row[_column(name)] == [shown(mine[case], name), shown(theirs[case], name)], (case, name, row)
+            # a down arrow beside the candidate's case_passed where it fell from the baseline's
+            assert row["arrows"][_column(CASE_PASSED)] == ([45] if case in FAILED else []), (case, row)
+        assert rows["one-word"][_column("exact_match")] == ["False", "True"]
+        # the column's change: the candidate passes 20% of its cases, the baseline 100%: -80%
+        header = _lines(browser, f"//*[@role='columnheader'][.//*[@title='{CASE_PASSED}']]")
+        assert header[header.index(f"{passing(mine)}%") + 1] == f"{passing(mine) - passing(theirs):+d}%", header
+        narrow_columns()
+        _screenshot(browser, tmp_path, "mlflow-compare.png")
+
+        # 5. Only the failed cases: compare off, filter case_passed = False
+        browser.find_element(By.XPATH, f"({compare_buttons})[2]/following-sibling::*[@role='button']").click()
+        wait.until(lambda d: "compareToRunUuid" not in d.current_url
+                   and all(len(r.get(_column(CASE_PASSED), ())) == 1 for r in trace_rows().values()),
+                   "compare to not cleared")
+        click("//button[starts-with(normalize-space(.), 'Filters')]", "Filters")
+        choose("//*[@id='filter-column-0']", "Assessments")
+        choose("//*[@id='filter-key-0']", CASE_PASSED)
+        assert _lines(browser, "//*[@id='filter-operator-0']") == ["="]
+        choose("//*[@id='filter-value-0']", "False")
+        click("//button[normalize-space(.)='Apply filters']", "Apply filters")
+        wait.until(lambda d: sorted(trace_rows()) == FAILED, "the filter does not leave exactly the failed cases")
+        assert all(r[_column(CASE_PASSED)] == ["False"] for r in trace_rows().values())
+        assert f"{len(FAILED)} of {len(mine)}" in _lines(browser, "//*[contains(text(), ' of ')]")
+        browser.find_element(By.TAG_NAME, "h2").click()  # closes the filter popover
+        wait.until(lambda d: not d.find_elements(By.XPATH, "//button[normalize-space(.)='Apply filters']"))
+        narrow_columns()
+        shot = _screenshot(browser, tmp_path, "mlflow-failed-cases.png")
         assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+
+        # 6. The same comparison from the list: tick the candidate, then the baseline, Actions > Compare
+        browser.get(f"{url}/#/experiments/{eid}/evaluation-runs")
+        for run in (cand, base):  # the first ticked is the run shown, the second the one it is compared to
+            box = f'[data-testid="eval-runs-table-cell-checkbox-{run.info.run_id}"]'
+            wait.until(lambda d, box=box: not d.find_element(By.CSS_SELECTOR, box).is_selected(),
+                       f"{run.info.run_name} not listed, or already ticked")
+            browser.find_element(By.CSS_SELECTOR, box).click()
+            wait.until(lambda d, box=box: d.find_element(By.CSS_SELECTOR, box).is_selected(), "run not ticked")
+        click('//button[@data-component-id="mlflow.eval-runs.actions-button"]', "Actions")
+        click("//*[@role='menuitem'][normalize-space(.)='Compare']", "Actions > Compare")
+        wait.until(lambda d: f"selectedRunUuid={cand.info.run_id}" in d.current_url
+                   and f"compareToRunUuid={base.info.run_id}" in d.current_url, "Actions > Compare did not compare")
+        wait.until(lambda d: set(trace_rows()) == set(mine)
+                   and all(len(r.get(_column(CASE_PASSED), ())) == 2 for r in trace_rows().values()),
+                   "Actions > Compare does not line up both runs' cases beside the list")
+        lines = _lines(browser, "//body")
+        heading = lines[lines.index("Comparing"):][:6]  # Comparing <candidate> to <baseline>
+        assert heading.index(cand.info.run_name) < heading.index("to") < heading.index(base.info.run_name), heading
+        for case, row in trace_rows().items():
+            assert row[_column(CASE_PASSED)] == [shown(mine[case], CASE_PASSED), shown(theirs[case], CASE_PASSED)]
+
+        # the per-case table is still there as an artifact, for scripts
+        query = urllib.parse.urlencode({"run_id": cand.info.run_id})
+        with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/artifacts/list?{query}", timeout=30) as resp:
+            assert {"eval_results.json", "verdict.json"} <= {f["path"] for f in json.load(resp).get("files", [])}
     except BaseException:
         print(f"mlflow server log:\n{mlflow_server.tail()}")
         try:  # what the browser showed, for the failure report; never masks the failure
