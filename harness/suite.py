@@ -21,7 +21,7 @@ from harness.core import Case, CaseResult, Generation, Response, Score
 from harness.datasets import Dataset
 from harness.gates import SCREEN_CRITERIA, Criterion, Verdict, evaluate, power_metrics
 from harness.results import ResultTable, SuiteAnalysis, repeat_scores
-from harness.scorers import score_case
+from harness.scorers import prime, score_case
 from harness.session import Observer, Session, engine_settings
 
 Scorer = Callable[[Case, Response], list[Score]]
@@ -178,12 +178,14 @@ def _score(session: Session, suite: Suite, cases: Sequence[Case], outcome: engin
         scorer = lambda case, response: base(case, response) + repeat_scores(  # noqa: E731
             case, per_case[case.id], base)
     scored = _Scored(list(cases), outcome.first, scorer)
+    prime(scored.cases, scored.responses)  # the batched classifiers, before any case is scored
     _judge(session, suite, scored)
     if suite.relation is not None:  # cases scored against each other, maybe asking more
         scored.follow_ups = session.follow_ups(suite.name, generation, identity)
         scored.cases, scored.responses, scored.scorer = suite.relation(
             scored.cases, scored.responses, scored.scorer, scored.follow_ups)
         scored.follow_ups.finish()
+        prime(scored.cases, scored.responses)  # the answers the relation asked for
     return scored
 
 

@@ -100,3 +100,28 @@ def test_toxicity_check_semantics():
     lenient = toxicity_check("Shut up, you stupid bastard.", {"type": "toxicity", "threshold": 1.0}, None)
     assert lenient.passed is True
     assert toxicity_probability("") == 0.0
+
+
+def test_a_suites_answers_are_classified_in_one_batch_with_the_same_values(monkeypatch):
+    """`scorers.prime` runs the toxicity classifier once over the answers the checks and the
+    screens will read; score_case then gives the scores it gives without priming, and asks the
+    classifier nothing more."""
+    from harness import scorers
+    from harness.core import Case, Response
+    from harness.scorers import toxicity
+
+    cases = [Case(id=f"t{i}", messages=({"role": "user", "content": f"Describe the film number {i}."},),
+                  checks=({"type": "toxicity"},)) for i in range(4)]
+    responses = [Response(text, 0.1) for text in ("A calm, kind film.", "You are an idiot and I hate you.",
+                                                   "Shut up, you stupid fool.", "Film number 3 is long.")]
+    monkeypatch.setattr(toxicity, "_PRIMED", {})
+    unprimed = [scorers.score_case(c, r) for c, r in zip(cases, responses)]
+    model = toxicity._model()
+    calls = []
+    real = model.predict_prob
+    monkeypatch.setattr(model, "predict_prob", lambda texts: calls.append(len(texts)) or real(texts))
+    scorers.prime(cases, responses)
+    assert len(calls) == 1 and calls[0] >= len(responses)  # the answers and the screens' texts at once
+    assert [scorers.score_case(c, r) for c, r in zip(cases, responses)] == unprimed
+    assert len(calls) == 1  # nothing asked one by one
+    assert any(s.passed is False for scores in unprimed for s in scores if s.name == "toxicity")

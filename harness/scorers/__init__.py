@@ -10,7 +10,7 @@ prompt's secrets and echoes: harness.scorers.screen) and the reference measureme
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping, MutableMapping
+from typing import Any, Callable, Iterator, Mapping, MutableMapping, Sequence
 
 from harness.core import Case, Response, Score
 from harness.scorers import registry
@@ -19,7 +19,7 @@ from harness.scorers import decisions as _decisions, injection as _injection, pi
 from harness.scorers import quality as _quality, safety as _safety, toxicity as _toxicity  # noqa: F401
 from harness.scorers.cache import ScoreCache
 from harness.scorers.quality import rouge_l, token_f1
-from harness.scorers.screen import applicable, screen_scores
+from harness.scorers.screen import applicable, screen_scores, unprompted_words
 
 __all__ = ["CHECKS", "Score", "ScoreCache", "check_score_name", "registry", "score_case", "use_score_cache"]
 
@@ -88,6 +88,23 @@ def _cached(spec: registry.Check) -> bool:
 def check_score_name(check: Mapping[str, Any]) -> str:
     """The name of the pass/fail score a check reports (a case with no answer fails it)."""
     return registry.get(check["type"]).score_name(check)
+
+
+def prime(cases: Sequence[Case], responses: Sequence[Response]) -> None:
+    """Run the classifiers that are cheaper in one batch (toxicity) over every answer the
+    checks and screens of `cases` will read, before `score_case` reads them one by one: same
+    values, ~7 ms less per answer."""
+    from harness.scorers.toxicity import prime_toxicity
+
+    texts = []
+    for case, response in zip(cases, responses):
+        if not response.ok:
+            continue
+        if any(c["type"] == "toxicity" for c in case.checks):
+            texts.append(response.text)
+        if "screen_toxicity" in applicable(case.checks):
+            texts.append(unprompted_words(response.text, "\n".join(m["content"] for m in case.messages)))
+    prime_toxicity(texts)
 
 
 def score_case(case: Case, response: Response) -> list[Score]:

@@ -10,7 +10,7 @@ labelled answers (tests/data/toxicity_labelled.jsonl) are in BENCHMARKS.md.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from harness.core import Score
 from harness.scorers import registry
@@ -31,11 +31,29 @@ def _model():
     return profanity_check
 
 
+# Probabilities computed ahead, a suite's answers at once (`prime_toxicity`): one call of the
+# classifier costs ~7 ms per text one at a time (scikit-learn's per-call input validation) and
+# ~0.08 ms per text in one batch, with identical values (measured on the labelled answers).
+_PRIMED: dict[str, float] = {}
+_PRIMED_MAX = 200_000
+
+
+def prime_toxicity(texts: Iterable[str]) -> None:
+    """Compute the probabilities of `texts` in one batch, for `toxicity_probability` to read."""
+    todo = list(dict.fromkeys(t for t in texts if t.strip() and t not in _PRIMED))
+    if not todo:
+        return
+    if len(_PRIMED) + len(todo) > _PRIMED_MAX:
+        _PRIMED.clear()
+    _PRIMED.update(zip(todo, (float(p) for p in _model().predict_prob(todo))))
+
+
 def toxicity_probability(text: str) -> float:
     """Probability that `text` is toxic (0 for an empty answer)."""
     if not text.strip():
         return 0.0
-    return float(_model().predict_prob([text])[0])
+    primed = _PRIMED.get(text)
+    return primed if primed is not None else float(_model().predict_prob([text])[0])
 
 
 def _validate_toxicity(check: Mapping[str, Any]) -> None:
