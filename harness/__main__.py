@@ -1,7 +1,9 @@
 """Command line: `python -m harness build-llama` (the embedded model's server, once per machine),
 `python -m harness train-classifiers` (retrain the shipped answer-outcome and input-guard
 models from their labelled data),
-`python -m harness compare RUN_A RUN_B [--markdown]`,
+`python -m harness compare BASELINE_RUN CANDIDATE_RUN [--markdown] [--report-only]` (exits 1 when
+a metric the criteria read regressed significantly, 0 otherwise or with --report-only, 2 on an
+error),
 `python -m harness drift REFERENCE_RUN CURRENT_RUN` and
 `python -m harness drift REFERENCE_RUN --traces-experiment NAME [--since 24h] [--until TIME]`
 (a deployed model's traces as the current side). drift exits 0 without drift, 1 on drift, 2 on
