@@ -24,12 +24,12 @@ from harness.tracking.case_traces import TraceReport, write_case_traces
 from harness.version import __version__
 
 RESULTS_ARTIFACT = "eval_results.json"
+VERDICT_ARTIFACT = "verdict.json"
+_MAX_PARAM_LEN = 500  # MLflow rejects longer param values on some stores
 # The tag MLflow's own evaluation runs carry (mlflow/genai/evaluation/base.py): its UI lists a
 # run so tagged under the experiment's *Evaluation runs*.
 RUN_TYPE_TAG, RUN_TYPE_EVALUATION = "mlflow.runType", "genai_evaluate"
 _NOTE_FAILED_CASES = 50  # failed cases listed on the run page; the per-case table has them all
-VERDICT_ARTIFACT = "verdict.json"
-_MAX_PARAM_LEN = 500  # MLflow rejects longer param values on some stores
 
 
 # --- the per-case table: its schema, written and read here only ------------------------------------
