@@ -165,3 +165,24 @@ def test_the_run_is_an_evaluation_run_whose_page_shows_the_verdict_and_failed_ca
     assert "- `b`: regex: no match; judge_correct: judge: wrong" in note
     assert "- `c`: error after 3 attempt(s): HTTP 500" in note
     assert "Traces: 4/4 cases traced" in note
+
+
+def test_lost_traces_are_a_harness_error_of_the_session(tmp_path):
+    """The store refusing case traces makes the session's tracking errors (exit 3 in pytest):
+    the evidence users open in the UI would be incomplete, which is not the model's fault."""
+    from harness.config import load_config
+    from harness.session import Session
+    from harness.suite import SuiteRun
+
+    table = _table()
+    cases = tuple(row.case for row in table.rows)
+    run = SuiteRun("s", Dataset("s", tmp_path / "s.jsonl", cases, digest_cases(cases)), table,
+                   evaluate("s", table, []))
+    session = Session(load_config(tmp_path, env={}))
+    try:
+        session.runs.append(run)
+        assert session.tracking_errors() == []
+        run.traces = case_traces.TraceReport(4, 2, 0, 2, 500, "MlflowException: payload too large")
+        assert session.tracking_errors() == ["suite 's': 2 case traces lost: MlflowException: payload too large"]
+    finally:
+        session.close()
