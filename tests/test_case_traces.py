@@ -186,3 +186,19 @@ def test_lost_traces_are_a_harness_error_of_the_session(tmp_path):
         assert session.tracking_errors() == ["suite 's': 2 case traces lost: MlflowException: payload too large"]
     finally:
         session.close()
+
+
+def test_a_store_that_takes_no_spans_gets_them_as_the_traces_artifact(store, tmp_path, monkeypatch):
+    """Where the store has no span logging (MLflow's exporter meets this on Databricks), each
+    trace's spans go to its artifact location, as the exporter puts them, and read back."""
+    from mlflow.tracing.client import TracingClient
+
+    def no_spans(self, location, spans):
+        raise NotImplementedError("this store logs no spans")
+
+    monkeypatch.setattr(TracingClient, "log_spans", no_spans)
+    logged = _log(store, tmp_path, _table())
+    assert (logged.traces.traced, logged.traces.lost) == (4, 0)
+    trace = _traces(store, logged.run_id)["a"]
+    assert {s.span_type for s in trace.data.spans} == {"CHAIN", "CHAT_MODEL"}
+    assert _feedback(trace)["contains"].value is True

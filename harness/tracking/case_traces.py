@@ -91,7 +91,9 @@ def write_case_traces(tracking_uri: str, experiment_id: str, run_id: str, rows: 
                       full: bool, limit: int) -> TraceReport:
     """Trace `rows` (up to `limit`) into the experiment, linked to `run_id`; see the module's
     docstring. Raises nothing for a trace the store refuses: the report counts it."""
+    from mlflow.entities import TraceData
     from mlflow.tracing.client import TracingClient
+    from mlflow.utils.uri import is_databricks_uri
 
     started = time.perf_counter()
     picked = chosen(rows, limit)
@@ -100,20 +102,32 @@ def write_case_traces(tracking_uri: str, experiment_id: str, run_id: str, rows: 
     built = [_case_trace(rows[i], experiment_id, run_id, suite=suite, dataset=dataset, target_info=target_info,
                          judge=judge, full=full, now_ms=now_ms) for i in picked]
     lost, why = 0, ""
-    written_spans = []
+    written: list[tuple[Any, list]] = []  # (the trace info the store returned, its spans)
     for info, spans in built:
         try:
-            client.start_trace(info)
-            written_spans.extend(spans)
+            written.append((client.start_trace(info), spans))
         except Exception as exc:  # noqa: BLE001 - the store's refusal is data: counted and reported
             lost += 1
             why = why or f"{type(exc).__name__}: {exc}"[:300]
-    for start in range(0, len(written_spans), _SPANS_PER_CALL):
-        chunk = written_spans[start:start + _SPANS_PER_CALL]
+    # spans into the store, many traces per call; a store that takes no spans (Databricks
+    # outside Unity Catalog tables) gets each trace's spans as its artifact, as MLflow's own
+    # exporter does (mlflow/tracing/export/mlflow_v3.py)
+    as_artifacts = 0 if is_databricks_uri(tracking_uri) else len(written)  # from here on
+    for start in range(0, as_artifacts, _SPANS_PER_CALL):
+        chunk = written[start:start + _SPANS_PER_CALL]
         try:
-            client.log_spans(experiment_id, chunk)
+            client.log_spans(experiment_id, [span for _, spans in chunk for span in spans])
+        except NotImplementedError:
+            as_artifacts = start
+            break
         except Exception as exc:  # noqa: BLE001 - traces without their spans: the UI cannot open them
-            lost += len({s.trace_id for s in chunk})
+            lost += len(chunk)
+            why = why or f"spans: {type(exc).__name__}: {exc}"[:300]
+    for info, spans in written[as_artifacts:]:
+        try:
+            client._upload_trace_data(info, TraceData(spans))
+        except Exception as exc:  # noqa: BLE001 - as above
+            lost += 1
             why = why or f"spans: {type(exc).__name__}: {exc}"[:300]
     return TraceReport(len(rows), len(built) - lost, len(rows) - len(built), lost, limit, why,
                        time.perf_counter() - started)
