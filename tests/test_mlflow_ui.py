@@ -322,7 +322,8 @@ def test_eval_runs_traces_compare_to_and_failed_cases_in_the_mlflow_ui(mlflow_se
             assert row["Run Name"] == run.info.run_name
             assert row["Type"] == "Eval", row
             assert float(row[METRIC]) == pytest.approx(run.data.metrics[METRIC]), row
-        assert "Evaluation runs" in _lines(browser, "//h2")
+        # the page's heading renders after its table on a busy machine: waited for, not read once
+        wait.until(lambda d: "Evaluation runs" in _lines(d, "//h2"), "no 'Evaluation runs' heading")
         wait.until(lambda d: d.find_element(
             By.CSS_SELECTOR, '[data-component-id="mlflow.eval-runs.table-refresh-button"]').is_enabled())
         _screenshot(browser, tmp_path, "mlflow-eval-runs.png")
@@ -378,8 +379,13 @@ def test_eval_runs_traces_compare_to_and_failed_cases_in_the_mlflow_ui(mlflow_se
             assert row["arrows"][_column(CASE_PASSED)] == ([45] if case in FAILED else []), (case, row)
         assert rows["one-word"][_column("exact_match")] == ["False", "True"]
         # the column's change: the candidate passes 20% of its cases, the baseline 100%: -80%
-        header = _lines(browser, f"//*[@role='columnheader'][.//*[@title='{CASE_PASSED}']]")
-        assert header[header.index(f"{passing(mine)}%") + 1] == f"{passing(mine) - passing(theirs):+d}%", header
+        def header_change(d) -> bool:
+            header = _lines(d, f"//*[@role='columnheader'][.//*[@title='{CASE_PASSED}']]")
+            share = f"{passing(mine)}%"
+            return share in header and header[header.index(share) + 1:][:1] == [
+                f"{passing(mine) - passing(theirs):+d}%"]
+
+        wait.until(header_change, "the case_passed header does not show the candidate's share and its change")
         narrow_columns()
         _screenshot(browser, tmp_path, "mlflow-compare.png")
 
@@ -396,7 +402,8 @@ def test_eval_runs_traces_compare_to_and_failed_cases_in_the_mlflow_ui(mlflow_se
         click("//button[normalize-space(.)='Apply filters']", "Apply filters")
         wait.until(lambda d: sorted(trace_rows()) == FAILED, "the filter does not leave exactly the failed cases")
         assert all(r[_column(CASE_PASSED)] == ["False"] for r in trace_rows().values())
-        assert f"{len(FAILED)} of {len(mine)}" in _lines(browser, "//*[contains(text(), ' of ')]")
+        wait.until(lambda d: f"{len(FAILED)} of {len(mine)}" in _lines(d, "//*[contains(text(), ' of ')]"),
+                   f"no '{len(FAILED)} of {len(mine)}' count")
         browser.find_element(By.TAG_NAME, "h2").click()  # closes the filter popover
         wait.until(lambda d: not d.find_elements(By.XPATH, "//button[normalize-space(.)='Apply filters']"))
         narrow_columns()
