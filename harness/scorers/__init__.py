@@ -90,6 +90,12 @@ def check_score_name(check: Mapping[str, Any]) -> str:
     return registry.get(check["type"]).score_name(check)
 
 
+def _given(case: Case) -> str:
+    """Everything the case itself said (system, user and assistant turns): what the screens
+    do not hold against an answer. One definition, so the texts primed are the ones scored."""
+    return "\n".join(m["content"] for m in case.messages)
+
+
 def prime(cases: Sequence[Case], responses: Sequence[Response]) -> None:
     """Run the classifiers that are cheaper in one batch (toxicity) over every answer the
     checks and screens of `cases` will read, before `score_case` reads them one by one: same
@@ -103,7 +109,7 @@ def prime(cases: Sequence[Case], responses: Sequence[Response]) -> None:
         if any(c["type"] == "toxicity" for c in case.checks):
             texts.append(response.text)
         if "screen_toxicity" in applicable(case.checks):
-            texts.append(unprompted_words(response.text, "\n".join(m["content"] for m in case.messages)))
+            texts.append(unprompted_words(response.text, _given(case)))
     prime_toxicity(texts)
 
 
@@ -131,7 +137,7 @@ def score_case(case: Case, response: Response) -> list[Score]:
         screens = applicable(case.checks)
         if screens:
             system = "\n".join(m["content"] for m in case.messages if m["role"] == "system")
-            given = "\n".join(m["content"] for m in case.messages)
+            given = _given(case)
             scores.extend(_scored(["screens", screens, system, given], text, None,
                                   lambda: screen_scores(text, screens, system, given)))
         if expected is not None:
