@@ -55,3 +55,21 @@ def synthetic_cases(n: int) -> list[Case]:
     return [Case(id=f"case-{i}", messages=({"role": "user", "content": f"What is {i} + {i}?"},),
                  expected=str(2 * i), checks=({"type": "contains", "value": str(2 * i)},))
             for i in range(n)]
+
+
+def add_workload_arguments(parser) -> None:
+    """The benchmark workload: N synthetic cases against the stub answering after a latency,
+    at a concurrency, timed over repeats (the issue's 2,000 cases, 100 ms, 64, 3)."""
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+
+
+def check_workload_arguments(parser, args) -> None:
+    """Usage errors for a workload that cannot be timed (no cases, a negative latency)."""
+    for name in ("cases", "concurrency", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.latency < 0:
+        parser.error("--latency must be >= 0")

@@ -25,7 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, stub_process, synthetic_cases
+from common import (
+    ROOT,
+    add_workload_arguments,
+    check_workload_arguments,
+    stub_process,
+    synthetic_cases,
+)
 
 SUITE = """
 import pytest
@@ -70,7 +76,7 @@ def run_once(project: Path, url: str, concurrency: int, trace_limit: int) -> flo
            "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pytest", "evals", "-q", "-p", "no:cacheprovider"],
-                          cwd=project, env=env, capture_output=True, text=True)
+                          cwd=project, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"pytest exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
@@ -97,13 +103,13 @@ def traces_in_store(project: Path) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", type=int, default=2000)
-    parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_workload_arguments(parser)
     parser.add_argument("--trace-limit", type=int, nargs="+", default=[500, 0])
     parser.add_argument("--startup-cases", type=int, default=10)
     args = parser.parse_args()
+    check_workload_arguments(parser, args)
+    if not 1 <= args.startup_cases < args.cases:
+        parser.error("--startup-cases must be at least 1 and fewer than --cases (the overhead is their difference)")
     import mlflow
 
     work = Path(tempfile.mkdtemp(prefix="bench-default-path-"))

@@ -12,7 +12,12 @@ import argparse
 import statistics
 import time
 
-from common import stub_process, synthetic_cases
+from common import (
+    add_workload_arguments,
+    check_workload_arguments,
+    stub_process,
+    synthetic_cases,
+)
 
 from harness import engine
 from harness.config import load_config
@@ -21,16 +26,9 @@ from harness.targets import build_target
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", type=int, default=2000)
-    parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_workload_arguments(parser)
     args = parser.parse_args()
-    for name in ("cases", "concurrency", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.latency < 0:
-        parser.error("--latency must be >= 0")
+    check_workload_arguments(parser, args)
     cases = synthetic_cases(args.cases)
     ideal = args.cases * args.latency / args.concurrency
     settings = engine.EngineSettings(concurrency=args.concurrency)
