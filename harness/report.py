@@ -102,9 +102,8 @@ def terminal_summary(runs: Sequence[Any], *, pooled: Any = None, promotion: tupl
                         "criteria are calibrated for the full dataset", "yellow"))
         if run.run_id:
             out.append((f"  MLflow run {run.run_id} in experiment '{experiment}'", None))
-        traces = getattr(run, "traces", None)
-        if traces is not None:
-            out.append((f"  traces: {traces.line()}", "red" if traces.lost else None))
+        if run.traces is not None:
+            out.append((f"  traces: {run.traces.line()}", "red" if run.traces.lost else None))
         if run.tracking_error:
             out.append((f"  NOT RECORDED IN MLFLOW: {run.tracking_error}", "red"))
             out.append((f"  results kept in {run.local_record}", "red"))
