@@ -23,6 +23,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from harness.core import Case
 from harness.scorers import registry  # registers the built-in checks (imports no model)
+from harness.taxonomy import validate_taxonomy
 
 ROLES = frozenset({"system", "user", "assistant"})
 _KNOWN_FIELDS = frozenset(
@@ -231,6 +232,9 @@ def _parse_case(record: Any, where: str) -> Case:
     attributes = record.get("attributes", {})
     if not isinstance(attributes, dict):
         raise _CaseProblem(f"case {case_id!r}: 'attributes' must be an object")
+    taxonomy_problem = validate_taxonomy(attributes)  # the OWASP id and hazard, when given
+    if taxonomy_problem:
+        raise _CaseProblem(f"case {case_id!r}: {taxonomy_problem}")
     critical = record.get("critical", False)
     if not isinstance(critical, bool):
         raise _CaseProblem(f"case {case_id!r}: 'critical' must be true or false")

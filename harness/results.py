@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy
 
 from harness.core import Case, CaseResult, Response, Score, answered_and_passed
+from harness.taxonomy import TAXONOMY_ATTRIBUTES, short_id
 
 # Synthetic per-case metrics every table has, whatever the scorers.
 CASE_PASS = "case_pass"  # 1 when the case has an answer and every check passed
@@ -113,14 +114,16 @@ class ResultTable:
             hows = ("rate", "count") if self.is_pass_fail(metric) else ("mean", "p50", "p95", "max")
             for how in hows:
                 out[f"{metric}/{how}"] = AGGREGATES[how](values)
-        # per category (a case attribute), so a regression in one category is not averaged away
-        by_category: dict[str, list[float]] = {}
-        for row in self.rows:
-            category = row.case.attributes.get("category")
-            if category is not None:
-                by_category.setdefault(str(category), []).append(float(row.passed))
-        for category, passed in sorted(by_category.items()):
-            out[metric_name(CASE_PASS, "rate", "category", category)] = AGGREGATES["rate"](passed)
+        # per category, OWASP id and hazard (case attributes), so a regression in one is not
+        # averaged away: case_pass/rate/category/fraud, .../owasp/LLM01, .../hazard/cbr
+        for attribute in ("category", *TAXONOMY_ATTRIBUTES):
+            by_value: dict[str, list[float]] = {}
+            for row in self.rows:
+                value = row.case.attributes.get(attribute)
+                if value is not None:
+                    by_value.setdefault(short_id(str(value)), []).append(float(row.passed))
+            for value, passed in sorted(by_value.items()):
+                out[metric_name(CASE_PASS, "rate", attribute, value)] = AGGREGATES["rate"](passed)
         return out
 
     def critical_failures(self) -> list[CaseResult]:
