@@ -38,6 +38,26 @@ def _to_tags(value: Any) -> tuple[str, ...]:
     return tuple(t.strip() for t in str(value).split(",") if t.strip())
 
 
+def _to_budgets(value: Any) -> tuple[tuple[str, int], ...]:
+    """Per-suite call budgets: a [tool.harness.budgets] table, or "suite=N,suite=N" from the
+    environment or the command line."""
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        pairs = []
+        for part in (p.strip() for p in str(value).split(",") if p.strip()):
+            name, sep, number = part.partition("=")
+            if not sep:
+                raise ValueError(f"{part!r} is not suite=N")
+            pairs.append((name.strip(), number.strip()))
+    out = {}
+    for name, number in pairs:
+        if isinstance(number, bool) or not str(number).strip().isdigit() or int(number) < 1:
+            raise ValueError(f"the budget of {name!r} must be a positive number of model calls, got {number!r}")
+        out[str(name)] = int(number)
+    return tuple(sorted(out.items()))
+
+
 def _opt_int(value: Any) -> int | None:
     return None if value in (None, "") else int(value)
 
@@ -166,6 +186,10 @@ class HarnessConfig:
     full: bool = _setting(False, to_bool, "HARNESS_FULL", "--harness-full",
                           doc="run every case of every dataset, past the suites' call budgets (the "
                               "`budget` of their eval_suite marker)")
+    budgets: tuple[tuple[str, int], ...] = _setting(
+        (), _to_budgets, "HARNESS_BUDGETS", "--harness-budgets",
+        doc="model calls a suite's default run may make, per suite (a [tool.harness.budgets] table, or "
+            "suite=N,suite=N): overrides the `budget` of its eval_suite marker; --harness-full lifts it")
     limit: int | None = _setting(None, _opt_int, "HARNESS_LIMIT", "--harness-limit",
                                  doc="only the first N selected cases of each dataset")
     tags: tuple[str, ...] = _setting((), _to_tags, "HARNESS_TAGS", "--harness-tags",
@@ -234,6 +258,13 @@ class HarnessConfig:
             parts.append(f"guards-{self.guards}")
         return "+".join(parts) or None
 
+    def budget_for(self, suite: str, default: int | None) -> int | None:
+        """A suite's call budget in a default run: [tool.harness.budgets], else its marker's
+        (None: no budget, and none with --harness-full)."""
+        if self.full:
+            return None
+        return dict(self.budgets).get(suite, default)
+
     def effective_tracking_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
 
@@ -244,7 +275,9 @@ class HarnessConfig:
             if f.name == "root" or f.metadata.get("secret"):
                 continue
             value = getattr(self, f.name)
-            out[f.name] = ",".join(value) if isinstance(value, tuple) else value
+            if isinstance(value, tuple):  # tags, and budgets as their suite=N pairs
+                value = ",".join(item if isinstance(item, str) else "=".join(map(str, item)) for item in value)
+            out[f.name] = value
         return out
 
 

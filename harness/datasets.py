@@ -31,8 +31,10 @@ _KNOWN_FIELDS = frozenset(
 )
 
 
-# Case attributes whose cases a sample keeps together (harness.datasets.Dataset.sample).
-SAMPLE_GROUPS = ("template", "item")
+# Case attributes whose cases a sample keeps together (harness.datasets.Dataset.sample): a bias
+# template's counterfactuals, a BBQ item's contexts, a source prompt or seed request with the
+# variants made of it (robustness, red team).
+SAMPLE_GROUPS = ("template", "item", "source_case")
 
 
 @dataclass(frozen=True)

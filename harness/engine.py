@@ -353,6 +353,11 @@ def run(cases: Sequence[Case], target: Target, settings: EngineSettings = Engine
     return asyncio.run(main())
 
 
+class BudgetSpent(RuntimeError):
+    """A model-assisted scorer asked past its call budget (a bug in the scorer: it must read
+    `Asker.remaining` first)."""
+
+
 class Asker:
     """The `ask` a model-assisted scorer is handed: questions asked after a suite's main run
     (the judge's verdicts, the robustness suite's follow-ups), one batch of cases at a time,
@@ -365,14 +370,26 @@ class Asker:
     def __init__(self, make_target: Callable[[], Target], settings: EngineSettings, *,
                  journal: Journal | None = None, replay: bool = False, resume: bool = True,
                  breaker: Breaker | None = None, generation: Generation = Generation(),
-                 after: Callable[[], None] | None = None, on_batch: Callable[[RunStats], None] | None = None):
+                 after: Callable[[], None] | None = None, on_batch: Callable[[RunStats], None] | None = None,
+                 limit: int | None = None):
         self._make_target, self.settings, self.journal = make_target, settings, journal
         self._replay, self._resume, self._breaker, self._generation = replay, resume, breaker, generation
         self._after, self.on_batch = after, on_batch
+        self.limit = limit
         self.calls = 0
         self.reused = 0
 
+    @property
+    def remaining(self) -> int | None:
+        """Questions this asker may still ask (None: no bound). Answers reused from the journal
+        count like calls, so a replay or a resumed run takes the same decisions as the run it
+        repeats."""
+        return None if self.limit is None else max(0, self.limit - self.calls - self.reused)
+
     def __call__(self, cases: Sequence[Case]) -> list[Response]:
+        if self.remaining is not None and len(cases) > self.remaining:
+            raise BudgetSpent(f"{len(cases)} more question(s) asked of a budget with {self.remaining} left: "
+                              "a model-assisted scorer must check `remaining` before it asks")
         # asked from inside hypothesis (the robustness shrinking), which seeds the global
         # `random` alike for every example; OpenTelemetry draws MLflow's trace and span ids from
         # it, so every follow-up call got the same trace id and all but one trace were lost

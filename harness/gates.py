@@ -13,17 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.results import AGGREGATES, ERROR, ResultTable
+from harness.results import AGGREGATES, ERROR, MIN_SUITE_VALUE_CASES, ResultTable
 
 # `aggregate = "value"`: the criterion reads a metric the suite computed over all its cases (the
 # bias suites' disparities, flip rate, BBQ bias score), not an aggregate of per-case scores.
 SUITE_VALUE = "value"
-# A suite-level value decides nothing unless it rests on at least this many answered cases: the
-# suite reports the count as `<metric>/n` (e.g. a sentiment gap over the descriptions that got an
-# answer). Missing or smaller: "could not decide", which fails. Ten is a floor against values
-# that rest on nothing (the issue's gap of 0.0 over zero answers), not a power target: a gap
-# between groups over a few answers each is mostly noise, and its interval says how much.
-MIN_SUITE_VALUE_CASES = 10
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 

@@ -32,7 +32,7 @@ from harness.suite import Suite, SuiteRun, run_suite
 _STATE = pytest.StashKey["PluginState"]()
 MARKER = "eval_suite"
 HARNESS_ERROR = pytest.ExitCode.INTERNAL_ERROR  # 3: no verdict could be produced or recorded
-_MARKER_ARGS = ("name", "dataset", "scorer", "loader", "analysis", "max_tokens", "relation", "budget")
+_MARKER_ARGS = ("name", "dataset", "scorer", "loader", "analysis", "max_tokens", "relation", "budget", "reserve")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"{MARKER}(name, dataset, scorer=None, loader=None, analysis=None, max_tokens=None, "
-                   "relation=None, budget=None): an evaluation suite over a dataset file (harness.suite.Suite)")
+                   "relation=None, budget=None, reserve=0): an evaluation suite over a dataset file (harness.suite.Suite)")
     config.addinivalue_line("markers", "local_model: needs the real embedded local model")
     # MLflow records runs in a background thread, where tracking's own warnings filter cannot
     # reach (filters are process-wide, and pytest resets them per test): its noise (dataset
@@ -263,8 +263,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     suite = _suite_marker(metafunc.definition)
     # DatasetError -> a collection error naming file:line
-    dataset, _, _ = metafunc.config.stash[_STATE].session.dataset(suite.dataset, suite.loader, suite.budget,
-                                                                  suite.name)
+    session = metafunc.config.stash[_STATE].session
+    dataset, _, _ = session.dataset(suite.dataset, suite.loader, suite.main_budget(session.config), suite.name)
     metafunc.parametrize("eval_case", [c.id for c in dataset.cases], ids=[c.id for c in dataset.cases],
                          indirect=True)
 

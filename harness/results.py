@@ -130,6 +130,14 @@ class ResultTable:
         return [row for row in self.rows if row.case.critical and not row.passed]
 
 
+# A suite-level value decides nothing unless it rests on at least this many answered cases: the
+# suite reports the count as `<metric>/n` (e.g. a sentiment gap over the descriptions that got an
+# answer). Missing or smaller: "could not decide", which fails. Ten is a floor against values
+# that rest on nothing (the issue's gap of 0.0 over zero answers), not a power target: a gap
+# between groups over a few answers each is mostly noise, and its interval says how much.
+MIN_SUITE_VALUE_CASES = 10  # read by the gate (harness.gates) and by suites naming their worst part
+
+
 @dataclass
 class SuiteAnalysis:
     """What a suite computes over all its cases: metrics (gated with aggregate "value"), tables

@@ -202,13 +202,14 @@ class Session:
         config = self.config
         return Journal.for_suite(config.path(config.journal_dir), name, identity) if config.journal_dir else None
 
-    def follow_ups(self, name: str, generation: Generation, identity: dict) -> Asker:
-        """More questions to the target after a suite's main run (the robustness shrinking),
-        through the engine with the suite's settings and a journal of their own (`<name>.followup`)."""
+    def follow_ups(self, name: str, generation: Generation, identity: dict, limit: int | None = None) -> Asker:
+        """More questions to the target after a suite's main run (the robustness shrinking, the
+        red-team search), through the engine with the suite's settings and a journal of their
+        own (`<name>.followup`); at most `limit` of them (None: no bound)."""
         config = self.config
         return Asker(self.target, engine_settings(config), journal=self.journal(f"{name}.followup", identity),
                      replay=config.replay, resume=config.resume, breaker=self.breaker(), generation=generation,
-                     after=self.check_server)
+                     after=self.check_server, limit=limit)
 
     # --- the judge ---------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from harness import engine
-from harness.config import HarnessConfig, load_config
+from harness.config import ConfigError, HarnessConfig, load_config
 from harness.core import Case, CaseResult, Generation, Response, Score
 from harness.datasets import Dataset
 from harness.gates import SCREEN_CRITERIA, Criterion, Verdict, evaluate, power_metrics
@@ -39,8 +39,10 @@ class Suite:
     optionally a per-case scorer (default: every check of the case, `harness.scorers.score_case`),
     a loader for files that are not plain case JSONL, a suite-level analysis (table ->
     SuiteAnalysis: metrics, tables, figures), a cap on answer length, a relation between cases
-    (model-assisted scoring), and a call budget (a fixed sample of that many cases is asked;
-    `full` in the config asks all)."""
+    (model-assisted scoring), and a call budget: the model calls its default run may make
+    (`budgets` in the config overrides it; `full` lifts it). A fixed sample of the cases is
+    asked, `reserve` calls fewer than the budget; the relation's follow-up questions get what the
+    main run left."""
 
     name: str
     dataset: str | Dataset
@@ -50,6 +52,7 @@ class Suite:
     max_tokens: int | None = None
     relation: Relation | None = None
     budget: int | None = None
+    reserve: int = 0
 
     def __post_init__(self) -> None:
         if not self.name or not self.dataset:
@@ -58,7 +61,25 @@ class Suite:
             raise ValueError("a suite given a Dataset has no file for a loader to read")
         if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
                                         or self.budget < 1):
-            raise ValueError("a suite's budget must be a positive number of cases")
+            raise ValueError("a suite's budget must be a positive number of model calls")
+        if isinstance(self.reserve, bool) or not isinstance(self.reserve, int) or self.reserve < 0:
+            raise ValueError("a suite's reserve must be a number of model calls, 0 or more")
+        if self.reserve and self.relation is None:
+            raise ValueError("a suite's reserve keeps calls for its relation's follow-up questions: it has no relation")
+        if self.budget is not None and self.reserve >= self.budget:
+            raise ValueError(f"a suite's reserve ({self.reserve}) must leave part of its budget ({self.budget}) "
+                             "for the main run")
+
+    def main_budget(self, config: HarnessConfig) -> int | None:
+        """Cases of the main run in a default run: the call budget ([tool.harness.budgets],
+        else the marker's) less the calls reserved for follow-ups; None: every case."""
+        budget = config.budget_for(self.name, self.budget)
+        if budget is None:
+            return None
+        if budget <= self.reserve:
+            raise ConfigError(f"[tool.harness.budgets] {self.name} = {budget}: suite '{self.name}' keeps "
+                              f"{self.reserve} calls of its budget for follow-up questions; give it more")
+        return budget - self.reserve
 
 
 @dataclass
@@ -97,7 +118,8 @@ def run_suite(suite: Suite, config: HarnessConfig | None = None, *, session: Ses
         finally:
             own.close()
     # datasets -> [Case]; the criteria are read first too: a bad criteria file costs no model call
-    dataset, default_size, sampled_from = session.dataset(suite.dataset, suite.loader, suite.budget, suite.name)
+    dataset, default_size, sampled_from = session.dataset(suite.dataset, suite.loader, suite.main_budget(session.config),
+                                                          suite.name)
     criteria = session.criteria()
     # config -> Target (and what the suite asks with)
     generation = generation_for(session.config, suite)
@@ -181,7 +203,10 @@ def _score(session: Session, suite: Suite, cases: Sequence[Case], outcome: engin
     prime(scored.cases, scored.responses)  # the batched classifiers, before any case is scored
     _judge(session, suite, scored)
     if suite.relation is not None:  # cases scored against each other, maybe asking more
-        scored.follow_ups = session.follow_ups(suite.name, generation, identity)
+        budget = config.budget_for(suite.name, suite.budget)
+        asked = outcome.stats.calls + outcome.stats.reused  # a replay decides as the run it repeats
+        scored.follow_ups = session.follow_ups(suite.name, generation, identity,
+                                               limit=None if budget is None else max(0, budget - asked))
         scored.cases, scored.responses, scored.scorer = suite.relation(
             scored.cases, scored.responses, scored.scorer, scored.follow_ups)
         scored.follow_ups.finish()

@@ -383,7 +383,8 @@ class RobustnessSuite:
         def flips(p: Perturbation) -> bool | None:
             nonlocal calls
             if p.text not in known:
-                if calls >= self.shrink_calls:
+                remaining = getattr(ask, "remaining", None)  # the suite's call budget, if it has one
+                if calls >= self.shrink_calls or (remaining is not None and remaining <= 0):
                     return None
                 calls += 1
                 known[p.text] = ask([_perturbed_case(source, p, "minimal", "minimal")])[0]
