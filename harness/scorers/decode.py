@@ -82,3 +82,21 @@ def readable(answer: str) -> tuple[str, str | None]:
         if score >= 0.25 and score > best_score:
             best, how, best_score = text, encoding, score
     return best, how
+
+
+ENCODINGS = ("base64", "hex", "rot13", "leetspeak")
+
+
+def decode_as(answer: str, encoding: str) -> str | None:
+    """The answer read in a known encoding (the one an attack asked the reply in), or None when
+    it does not decode to text that reads more like English than the answer itself."""
+    name = encoding.lower()
+    if name in ("base64", "hex"):
+        text = " ".join(decoded_tokens(answer))
+    elif name == "rot13":
+        text = codecs.decode(answer, "rot13")
+    elif name == "leetspeak":
+        text = answer.translate(_LEET)
+    else:
+        raise ValueError(f"unknown encoding {encoding!r}; known: {list(ENCODINGS)}")
+    return text if text.strip() and englishness(text) > englishness(answer) else None
