@@ -109,19 +109,62 @@ class GuardDecision:
 HARMFUL_THRESHOLD = 0.8
 
 
+_SPLIT_LETTERS = re.compile(r"^(?:\S(?:[-. ]\S)+)(?:\s*/\s*\S(?:[-. ]\S)*)+$")
+_VARIABLE = re.compile(r"^\s*[A-Za-z]\w{0,3}\s*=\s*(\"(?:[^\"\\]|\\.)*\"|'[^']*')\s*$", re.MULTILINE)
+
+
+def request_views(messages: Sequence[Mapping[str, str]], *, all_turns: bool = True,
+                  decode: bool = True) -> list[tuple[str, str]]:
+    """(what, text) the input guard classifies for a conversation: the last user message; with
+    `all_turns`, every earlier user message and all of them together (an escalation spread over
+    turns, a request quoted early and only pointed at last); with `decode`, each one also read
+    out of an encoding (base64, hex, ROT13, leetspeak), with its letters joined (character
+    splitting) and with its quoted variables concatenated (payload splitting)."""
+    from harness.scorers.decode import readable
+
+    user = [m["content"] for m in messages if m["role"] == "user"]
+    if not user:
+        return []
+    texts = [("last user message", user[-1])]
+    if all_turns and len(user) > 1:
+        texts += [(f"user message {i + 1}", t) for i, t in enumerate(user[:-1])]
+        texts.append(("the user's messages together", "\n".join(user)))
+    views = list(texts)
+    if decode:
+        for what, text in texts:
+            decoded, encoding = readable(text)
+            if encoding:
+                views.append((f"{what}, decoded from {encoding}", decoded))
+            for line in text.splitlines():
+                if _SPLIT_LETTERS.match(line.strip()):
+                    joined = " ".join(re.sub(r"[-. ]", "", word) for word in line.split("/"))
+                    views.append((f"{what}, its letters joined", joined))
+            parts = [json.loads(v) if v.startswith('"') else v[1:-1] for v in _VARIABLE.findall(text)]
+            if len(parts) >= 2:
+                views.append((f"{what}, its variables joined", "".join(parts)))
+    return views
+
+
 @dataclass(frozen=True)
 class InputGuard:
     harmful_threshold: float = HARMFUL_THRESHOLD
     injection_threshold: float = 0.5
     on_injection: Literal["block", "shield"] = "block"
+    # read every user turn and what an encoding hides (request_views); False: the last user
+    # message as written, the guard before attacks were measured against it (README, "Red team")
+    read_attacks: bool = True
 
     def check(self, messages: Sequence[Mapping[str, str]]) -> GuardDecision:
-        user = [m["content"] for m in messages if m["role"] == "user"]
-        if not user:
+        views = request_views(messages, all_turns=self.read_attacks, decode=self.read_attacks)
+        if not views:
             return GuardDecision("allow", messages=tuple(messages))
-        p = classify_request(user[-1])
+        scored = list(zip(views, classify_requests([text for _, text in views])))
+        (what, _), p = max(scored, key=lambda item: item[1].get(HARMFUL, 0.0))
+        where = "" if what == "last user message" else f"; read in {what}"
         if p.get(HARMFUL, 0.0) >= self.harmful_threshold:
-            return GuardDecision("block", f"harmful request (p={p[HARMFUL]:.2f})", BLOCKED_REQUEST)
+            return GuardDecision("block", f"harmful request (p={p[HARMFUL]:.2f}{where})", BLOCKED_REQUEST)
+        # injected instructions: in the message as written (a decoded view reads as a request)
+        p = scored[0][1]
         if p.get(INJECTION, 0.0) >= self.injection_threshold:
             reason = f"injected instructions (p={p[INJECTION]:.2f})"
             if self.on_injection == "block":
