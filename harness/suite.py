@@ -129,7 +129,8 @@ def run_suite(suite: Suite, config: HarnessConfig | None = None, *, session: Ses
     # engine (journal) -> [Response]
     outcome = _query(session, suite, dataset, target, generation, identity)
     # scorers (pure; model-assisted via ask) -> [Score] -> ResultTable
-    scored = _score(session, suite, dataset.cases, outcome, generation, identity)
+    scored = _score(session, suite, dataset.cases, outcome, generation, identity,
+                    follow_up_limit=_follow_up_limit(session.config, suite, outcome.stats, len(dataset), default_size))
     table = ResultTable.build(scored.cases, scored.responses, scored.scorer)
     analysis = _analyse(session, suite, table, scored)
     # gates.evaluate(table, criteria[, baseline]) -> Verdict
@@ -187,8 +188,21 @@ class _Scored:
     follow_ups: engine.Asker | None = None
 
 
+def _follow_up_limit(config: HarnessConfig, suite: Suite, stats: engine.RunStats, selected: int,
+                     default_size: int) -> int | None:
+    """How many follow-up questions a suite's relation may ask: what its call budget left after
+    the main run (answers reused from the journal count as calls, so a replay decides alike); a
+    selection from the default set (tags, limit) gets its share of the reserve. None: no budget."""
+    budget = config.budget_for(suite.name, suite.budget)
+    if budget is None:
+        return None
+    if selected < default_size:
+        return round(suite.reserve * selected / default_size)
+    return max(0, budget - stats.calls - stats.reused)
+
+
 def _score(session: Session, suite: Suite, cases: Sequence[Case], outcome: engine.RunOutcome,
-           generation: Generation, identity: dict) -> _Scored:
+           generation: Generation, identity: dict, follow_up_limit: int | None = None) -> _Scored:
     """The scorer of every case: its checks (pure), the k-sample scores, then the two
     model-assisted steps, each handed an `ask` through the engine: the LLM judge, and a
     relation between cases (the robustness shrinking)."""
@@ -203,13 +217,15 @@ def _score(session: Session, suite: Suite, cases: Sequence[Case], outcome: engin
     prime(scored.cases, scored.responses)  # the batched classifiers, before any case is scored
     _judge(session, suite, scored)
     if suite.relation is not None:  # cases scored against each other, maybe asking more
-        budget = config.budget_for(suite.name, suite.budget)
-        asked = outcome.stats.calls + outcome.stats.reused  # a replay decides as the run it repeats
-        scored.follow_ups = session.follow_ups(suite.name, generation, identity,
-                                               limit=None if budget is None else max(0, budget - asked))
+        session.say(f"suite '{suite.name}': relating its {len(scored.cases)} answers (follow-up questions, "
+                    "one at a time) ...")
+        scored.follow_ups = session.follow_ups(suite.name, generation, identity, limit=follow_up_limit)
         scored.cases, scored.responses, scored.scorer = suite.relation(
             scored.cases, scored.responses, scored.scorer, scored.follow_ups)
         scored.follow_ups.finish()
+        bound = "" if scored.follow_ups.limit is None else f" of the {scored.follow_ups.limit} its budget left"
+        session.say(f"suite '{suite.name}': {scored.follow_ups.calls} follow-up questions asked, "
+                    f"{scored.follow_ups.reused} answered from the journal{bound}")
         prime(scored.cases, scored.responses)  # the answers the relation asked for
     return scored
 
