@@ -81,7 +81,7 @@ class Session:
     def __init__(self, config: HarnessConfig, observer: Observer | None = None):
         self.config = config
         self.observer: Observer = observer if observer is not None else PrintObserver(config.progress_interval)
-        self._datasets: dict[Path, Dataset] = {}
+        self._datasets: dict[tuple[Path, Any], Dataset] = {}  # by file and loader: two suites may read one file
         self._criteria: dict[str, list[Criterion]] | None = None
         self._server = None
         self._guards = None
@@ -113,9 +113,10 @@ class Session:
             whole = path
         else:
             full_path = self.config.path(path).resolve()
-            if full_path not in self._datasets:
-                self._datasets[full_path] = (loader or load)(full_path)
-            whole = self._datasets[full_path]
+            key = (full_path, loader)  # the red team reads the harmful suite's file its own way
+            if key not in self._datasets:
+                self._datasets[key] = (loader or load)(full_path)
+            whole = self._datasets[key]
         default = whole if budget is None or self.config.full else whole.sample(budget, seed)
         sampled_from = len(whole) if len(default) != len(whole) else None
         return default.select(self.config.tags, self.config.limit), len(default), sampled_from

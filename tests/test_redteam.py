@@ -374,3 +374,19 @@ def test_follow_ups_get_what_the_main_run_left_and_a_selection_its_share_of_the_
     assert _follow_up_limit(config, suite, RunStats(0, 140, 0.0, 1), 140, 140) == 30  # a replay
     assert _follow_up_limit(config, suite, RunStats(28, 0, 0.0, 1), 28, 140) == 6  # --harness-tags smoke
     assert _follow_up_limit(load_config(Path("."), env={"HARNESS_FULL": "1"}), suite, RunStats(0, 0, 0.0, 1), 2352, 2352) is None
+
+
+def test_two_suites_reading_one_file_each_get_their_own_cases(tmp_path):
+    """The red team reads the harmful suite's file with its own loader: a session must not hand
+    one suite the other's cases (it did, caching datasets by file alone)."""
+    from harness.session import Session
+
+    (tmp_path / "seeds.jsonl").write_text("\n".join(json.dumps(s) for s in SEEDS[:2]) + "\n")
+    session = Session(load_config(tmp_path, env={}))
+    try:
+        attacks_, _, _ = session.dataset("seeds.jsonl", RedTeamSuite().load, None, "redteam")
+        plain, _, _ = session.dataset("seeds.jsonl", None, None, "safety_harmful")
+    finally:
+        session.close()
+    assert len(plain) == 2 and [c.id for c in plain.cases] == ["seed-00", "seed-01"]
+    assert len(attacks_) == 2 * (1 + len(DEFAULT_STRATEGIES))
