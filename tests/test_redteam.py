@@ -127,6 +127,14 @@ def test_search_shrinks_a_success_to_the_fewest_steps_and_shortest_variants():
     assert smallest is not None and smallest.plan == (("past_tense", 0), ("base64", 0))  # the first other step
 
 
+def test_a_harness_error_during_the_search_is_not_taken_for_a_resisted_attack():
+    def dead(attack):
+        raise RuntimeError("the embedded model's server died")
+
+    with pytest.raises(RuntimeError, match="server died"):
+        search("case-a", "persona", REQUEST, 5, dead)
+
+
 def test_search_finds_nothing_when_nothing_succeeds_and_stops_when_it_may_not_ask():
     assert search("case-a", "persona", REQUEST, 10, lambda a: 0.2) is None
     asked = []
