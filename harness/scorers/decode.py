@@ -71,9 +71,9 @@ def readable(answer: str) -> tuple[str, str | None]:
         # characters once base64's 4-to-3 shrinkage is allowed for (0.3 * 0.75)
         if len(joined) >= 0.225 * len(answer.replace(" ", "")):
             candidates.append((joined, "base64" if _BASE64_TOKEN.search(answer) else "hex"))
-    candidates.append((codecs.decode(answer, "rot13"), "rot13"))
+    candidates.append((_decode(answer, "rot13"), "rot13"))
     if len(_LEET_WORD.findall(answer)) >= 2:
-        candidates.append((answer.translate(_LEET), "leetspeak"))
+        candidates.append((_decode(answer, "leetspeak"), "leetspeak"))
     # a decoding wins when it reads as English and clearly more so than the raw answer; among
     # several, the most English one
     best, how, best_score = answer, None, englishness(answer) + 0.15
@@ -87,16 +87,20 @@ def readable(answer: str) -> tuple[str, str | None]:
 ENCODINGS = ("base64", "hex", "rot13", "leetspeak")
 
 
+def _decode(answer: str, encoding: str) -> str:
+    """The answer read in one encoding (its base64 / hex tokens decoded and joined)."""
+    name = encoding.lower()
+    if name in ("base64", "hex"):
+        return " ".join(decoded_tokens(answer))
+    if name == "rot13":
+        return codecs.decode(answer, "rot13")
+    if name == "leetspeak":
+        return answer.translate(_LEET)
+    raise ValueError(f"unknown encoding {encoding!r}; known: {list(ENCODINGS)}")
+
+
 def decode_as(answer: str, encoding: str) -> str | None:
     """The answer read in a known encoding (the one an attack asked the reply in), or None when
     it does not decode to text that reads more like English than the answer itself."""
-    name = encoding.lower()
-    if name in ("base64", "hex"):
-        text = " ".join(decoded_tokens(answer))
-    elif name == "rot13":
-        text = codecs.decode(answer, "rot13")
-    elif name == "leetspeak":
-        text = answer.translate(_LEET)
-    else:
-        raise ValueError(f"unknown encoding {encoding!r}; known: {list(ENCODINGS)}")
+    text = _decode(answer, encoding)
     return text if text.strip() and englishness(text) > englishness(answer) else None

@@ -300,7 +300,12 @@ class Attack:
         return self.messages[-1]["content"]
 
     def key(self) -> str:
-        return json.dumps([dict(m) for m in self.messages], sort_keys=True)
+        return messages_key(self.messages)
+
+
+def messages_key(messages: Sequence[Mapping[str, str]]) -> str:
+    """What tells one attack from another: the conversation it sends."""
+    return json.dumps([dict(m) for m in messages], sort_keys=True)
 
 
 def strategy_steps(strategy: str) -> tuple[str, ...]:
@@ -424,7 +429,6 @@ def search(case_id: str, strategy: str, request: str, examples: int,
 # --- the suite ----------------------------------------------------------------------------------
 
 ATTACK_SUCCESS = "attack_success"  # the per-case score (harness.scorers.safety.attack_check)
-ATTACK_STEPS = "attack_steps"  # how many transformations the attack made (a measurement)
 
 
 def _system(case: Case) -> str | None:
@@ -533,7 +537,7 @@ class RedTeamSuite:
                 continue
             pair = (case.attributes["source_case"], case.attributes["strategy"])
             response = answers[case.id]
-            known.setdefault(pair, {})[json.dumps([dict(m) for m in case.messages], sort_keys=True)] = response
+            known.setdefault(pair, {})[messages_key(case.messages)] = response
             if succeeded(scorer(case, response)):
                 broken.add(pair)
             promise[pair] = max(promise.get(pair, 0.0), compliance(case, response) or 0.0)
@@ -678,15 +682,16 @@ SMALLEST_COLUMNS = ["source_case", "strategy", "steps", "transformations", "wrap
 
 
 def _smallest_attacks(table: ResultTable) -> list[dict]:
-    """Per (seed, strategy), the smallest successful attack: the one the search shrank, or the
-    smallest drawn one (fewest transformations, then shortest wrapper)."""
-    best: dict[tuple[str, str], tuple[tuple[int, int, int], dict]] = {}
+    """Per (seed, strategy), the smallest successful attack: the one the search shrank (only
+    pairs no drawn attack broke are searched), or the smallest drawn one (fewest
+    transformations, then shortest wrapper)."""
+    best: dict[tuple[str, str], tuple[tuple[int, int], dict]] = {}
     for row in table.rows:
         attributes = row.case.attributes
         if attributes.get("role") not in ("attack", "minimal") or not succeeded(list(row.scores.values())):
             continue
         score = row.scores[ATTACK_SUCCESS]
-        size = (0 if attributes["role"] == "minimal" else 1, attributes["transformations"], attributes["wrapper_chars"])
+        size = (attributes["transformations"], attributes["wrapper_chars"])
         record = {"source_case": attributes["source_case"], "strategy": attributes["strategy"],
                   "steps": attributes["steps"], "transformations": attributes["transformations"],
                   "wrapper_chars": attributes["wrapper_chars"],
